@@ -1,0 +1,77 @@
+"""MNIST training-speed benchmark: seconds per epoch of the real training loop.
+
+Times ``Trainer.train_epoch`` (600 steps: sampling gates, penalty, Adam, log-alpha clamp,
+EMA, and a metrics row with expected FLOPs every ``log_every`` steps) for each L0
+experiment beside the same loop on the dense model, and prints the gates' overhead.
+Evaluation is not timed. Usage: ``python -m l0repro.bench mnist [--epochs 3] [--models mlp lenet5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from tqdm.auto import tqdm
+
+from l0repro.train import Trainer
+from l0repro.wandb_logger import WandbLogger
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+TARGET_S = {"mlp": 2.0, "lenet5": 11.0}  # issue 2: s/epoch on the 2-core dev machine
+
+
+def make_trainer(experiment: str, data_root: str, device: str, run_dir: Path) -> Trainer:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = compose("train", overrides=[
+            f"experiment={experiment}", f"data.root={data_root}", f"trainer.device={device}",
+            "logger.wandb.mode=disabled", "trainer.progress=false"])
+    trainer = Trainer(cfg, run_dir)
+    trainer.wandb = WandbLogger("disabled", "", None, run_dir, {}, "", "")
+    trainer.bar = tqdm(disable=True)
+    trainer.total_steps = 10**12  # never stop inside the epoch
+    return trainer
+
+
+def time_epoch(trainer: Trainer) -> float:
+    trainer.batch_in_epoch = 0
+    trainer.epoch_gen_state = trainer.data_gen.get_state()
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    trainer.train_epoch()
+    float(trainer.acc["loss"])  # wait for the last step
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m l0repro.bench mnist", description=__doc__)
+    parser.add_argument("--models", nargs="+", default=["mlp", "lenet5"], choices=["mlp", "lenet5"])
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per model (median)")
+    parser.add_argument("--data-root", default=None, help="MNIST directory (default: $L0REPRO_DATA or data)")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    import os
+    root = args.data_root or os.environ.get("L0REPRO_DATA", "data")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")
+    print(f"{'model':8} {'L0 s/epoch':>11} {'dense s/epoch':>14} {'overhead':>9} {'target':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models:
+            trainers = {m: make_trainer(f"table1/{model}_{m}", root, args.device, Path(tmp))
+                        for m in ("l0", "dense")}
+            for t in trainers.values():  # warm-up epoch
+                time_epoch(t)
+            times = {m: [] for m in trainers}
+            for _ in range(args.epochs):  # interleaved, so both see the same machine load
+                for m, t in trainers.items():
+                    times[m].append(time_epoch(t))
+            l0, dense = (statistics.median(times[m]) for m in ("l0", "dense"))
+            verdict = "ok" if l0 <= TARGET_S[model] else "MISSED"
+            print(f"{model:8} {l0:11.2f} {dense:14.2f} {100 * (l0 / dense - 1):8.1f}% "
+                  f"{TARGET_S[model]:6.1f}s {verdict}")

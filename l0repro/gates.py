@@ -1,0 +1,72 @@
+"""Hard-concrete gate math (Louizos, Welling, Kingma 2018, section 3 / PAPER.md section 1).
+
+Every other module calls these pure functions; none re-derives the formulas.
+A gate ``z`` in [0, 1] has one parameter ``log_alpha``; training draws a
+reparameterised sample, testing uses the deterministic estimator ``z_hat``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+BETA = 2.0 / 3.0  # temperature of the concrete distribution
+GAMMA = -0.1  # lower stretch limit
+ZETA = 1.1  # upper stretch limit
+EPS = 1e-6  # keeps u away from 0 and 1 so log(u) and log(1-u) stay finite
+LOG_ALPHA_MIN = math.log(1e-2)  # released code clamps log_alpha after every step
+LOG_ALPHA_MAX = math.log(1e2)
+# z_hat == 0 exactly when sigmoid(log_alpha) * (ZETA - GAMMA) + GAMMA <= 0,
+# i.e. log_alpha <= logit(-GAMMA / (ZETA - GAMMA)) = log(1/11).
+PRUNE_THRESHOLD = math.log(-GAMMA / ZETA)
+
+
+def sample_gate(log_alpha: torch.Tensor, shape: torch.Size | tuple[int, ...] | None = None) -> torch.Tensor:
+    """Draw z ~ HardConcrete(log_alpha) with the reparameterisation trick.
+
+    ``shape`` defaults to ``log_alpha.shape``; a leading batch dimension gives one
+    independent sample per example. Gradients flow to ``log_alpha``.
+    """
+    shape = log_alpha.shape if shape is None else shape
+    u = torch.empty(shape, device=log_alpha.device, dtype=log_alpha.dtype).uniform_(EPS, 1.0 - EPS)
+    s = torch.sigmoid((torch.logit(u) + log_alpha) / BETA)  # logit(u) = log u - log(1 - u)
+    return torch.clamp(s * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+
+def deterministic_gate(log_alpha: torch.Tensor) -> torch.Tensor:
+    """Test-time estimator z_hat = clamp(sigmoid(log_alpha) * (zeta - gamma) + gamma, 0, 1)."""
+    return torch.clamp(torch.sigmoid(log_alpha) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+
+def prob_nonzero(log_alpha: torch.Tensor) -> torch.Tensor:
+    """P(z != 0) = sigmoid(log_alpha - beta * log(-gamma / zeta)); the expected L0 per gate."""
+    return torch.sigmoid(log_alpha - BETA * math.log(-GAMMA / ZETA))
+
+
+def prob_zero(log_alpha: torch.Tensor) -> torch.Tensor:
+    """P(z == 0), the closed form of the clamp's mass at 0."""
+    return 1.0 - prob_nonzero(log_alpha)
+
+
+def prob_one(log_alpha: torch.Tensor) -> torch.Tensor:
+    """P(z == 1) = P(s >= (1 - gamma) / (zeta - gamma)), the clamp's mass at 1."""
+    return torch.sigmoid(log_alpha - BETA * math.log((1.0 - GAMMA) / (ZETA - 1.0)))
+
+
+def is_kept(log_alpha: torch.Tensor) -> torch.Tensor:
+    """Boolean mask of the gates that survive pruning (z_hat != 0)."""
+    return deterministic_gate(log_alpha) > 0
+
+
+def init_log_alpha(n: int, drop_rate: float, std: float = 0.01) -> torch.Tensor:
+    """log_alpha ~ Normal(log((1 - p) / p), std) for an initial dropout rate p."""
+    if not 0.0 < drop_rate < 1.0:
+        raise ValueError(f"initial dropout rate must be in (0, 1), got {drop_rate}")
+    return torch.randn(n) * std + math.log((1.0 - drop_rate) / drop_rate)
+
+
+@torch.no_grad()
+def clamp_log_alpha_(log_alpha: torch.Tensor) -> torch.Tensor:
+    """Clamp log_alpha in place to [log 0.01, log 100], as after every optimiser step."""
+    return log_alpha.clamp_(LOG_ALPHA_MIN, LOG_ALPHA_MAX)

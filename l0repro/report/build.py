@@ -1,0 +1,83 @@
+"""One report: read the runs, write the tables, figures and README, and summarise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from l0repro.report import figures as figs
+from l0repro.report import index, sources, tables
+from l0repro.report.paper import Paper, load_paper
+from l0repro.report.runs import Excluded, Run, group, select
+
+
+@dataclass
+class Report:
+    runs: list[Run]  # complete, one per seed of a row
+    excluded: list[Excluded]
+    sources: list[str]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    figures: list[figs.Outcome] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+def make_report(runs_dir: Path | None, out_dir: Path, wandb_path: str | None = None,
+                paper: Paper | None = None, api: Any = None) -> Report:
+    """Read runs under ``runs_dir`` and/or from wandb; write every output into ``out_dir``."""
+    paper = paper or load_paper()
+    out_dir = Path(out_dir)
+    read, excluded, names = [], [], []
+    if runs_dir is not None:
+        r, e = sources.load_local(Path(runs_dir))
+        read += r
+        excluded += e
+        names.append(f"run directories under `{runs_dir}` ({len(r) + len(e)} found)")
+    if wandb_path:
+        r, e = sources.load_wandb(wandb_path, api=api)
+        read += r
+        excluded += e
+        names.append(f"wandb project `{wandb_path}` ({len(r) + len(e)} runs)")
+    runs, excluded = select(read, excluded)
+    groups = group(runs)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = Report(runs, excluded, names)
+    for table in paper.tables:
+        df = tables.build_table(table, paper, groups)
+        report.tables[table.key] = df
+        report.files += tables.write_table(df, table, excluded, out_dir)
+    report.figures = figs.draw_all(groups, paper, out_dir / "figures")
+    report.files += [p for f in report.figures for p in f.paths]
+    report.files += index.write_index(out_dir, runs, excluded, names, list(paper.tables),
+                                      report.figures)
+    return report
+
+
+def summary_lines(report: Report, out_dir: Path) -> list[str]:
+    """A short account for the terminal: counts, verdicts, runs left out, figures."""
+    lines = [f"read {len(report.runs) + len(report.excluded)} runs from "
+             + "; ".join(report.sources)
+             + f": {len(report.runs)} complete, {len(report.excluded)} left out"]
+    for key, df in report.tables.items():
+        ours = df[df["source"] == "ours"]
+        verdicts = ours["verdict"].fillna("")
+        n_pass = int(verdicts.str.startswith("pass").sum())
+        n_fail = int(verdicts.str.startswith("fail").sum())
+        not_run = df.loc[df["verdict"] == "not run", "experiment"].tolist()
+        lines.append(f"{key}: {len(ours)} rows from our runs ({n_pass} pass, {n_fail} fail, "
+                     f"{len(ours) - n_pass - n_fail} without paper row) -> {out_dir}/{key}.md")
+        for _, row in ours.iterrows():
+            seeds = f"{row['seeds']} seed" + ("s" if row["seeds"] > 1 else "")
+            lines.append(f"  {row['experiment']} ({seeds}, {row['epochs']} ep): "
+                         f"error {row['error_final_mean']:.2f}%  {row['verdict'] or '-'}")
+        if not_run:
+            lines.append(f"  not run yet: {', '.join(not_run)}")
+    for e in report.excluded:
+        lines.append(f"left out {e.source}: {e.reason}")
+    for f in report.figures:
+        lines.append(f"figure {f.name}: " + ("written" if f.paths else f"not drawn ({f.reason})"))
+    lines.append(f"README: {out_dir}/README.md")
+    return lines

@@ -1,0 +1,254 @@
+"""The paper's figures from complete runs: FLOPs over training, kept units, error vs FLOPs.
+
+Each figure is drawn only when runs stand behind it; otherwise ``draw_all`` says why not and
+removes a stale copy, so the output folder never shows a figure the runs do not support.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
+from matplotlib.ticker import FuncFormatter
+
+from l0repro.report.paper import Paper
+from l0repro.report.runs import Run
+
+MNIST = ("mnist",)
+CIFAR = ("cifar10", "cifar100")
+FORMATS = ("png", "pdf")
+# No timestamps or version strings in the files, so the same runs give the same bytes.
+METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
+RC = {"svg.hashsalt": "l0repro", "figure.dpi": 100, "savefig.dpi": 150, "font.size": 9}
+
+Groups = dict[tuple, list[Run]]
+
+
+@dataclass
+class Outcome:
+    """A figure written to ``paths``, or not drawn for ``reason``."""
+
+    name: str
+    caption: str
+    paths: list[Path]
+    reason: str = ""
+
+
+def _label(key: tuple, groups: Groups) -> str:
+    experiment, _, _, _, lams, epochs = key
+    if sum(k[0] == experiment for k in groups) == 1:
+        return experiment
+    return f"{experiment} (lambda {', '.join(f'{x:g}' for x in lams) or '-'}, {epochs} ep)"
+
+
+def _curve(runs: list[Run], column: str, epoch_rows: bool) -> pd.DataFrame | None:
+    """Mean, min and max over seeds of ``column`` against epoch, or None if no run logs it."""
+    series = []
+    for run in runs:
+        m = run.metrics
+        if column not in m.columns:
+            continue
+        if epoch_rows:
+            m = m[m["kind"] == "epoch"]
+        m = m[["epoch", column]].dropna()
+        s = m.groupby(m["epoch"].round(6))[column].last()
+        series.append(s.rename(run.source))
+    if not series:
+        return None
+    wide = pd.concat(series, axis=1).sort_index()
+    return pd.DataFrame({"mean": wide.mean(axis=1), "min": wide.min(axis=1),
+                         "max": wide.max(axis=1)})
+
+
+def _plot_band(ax, curve: pd.DataFrame, label: str, scale: float = 1.0,
+               color: str | None = None) -> None:
+    x = curve.index.to_numpy(dtype=float)
+    (line,) = ax.plot(x, curve["mean"] * scale, label=label, lw=1.2, color=color)
+    if (curve["max"] > curve["min"]).any():
+        ax.fill_between(x, curve["min"] * scale, curve["max"] * scale, color=line.get_color(),
+                        alpha=0.2, lw=0)
+
+
+def _plain_log(axis) -> None:
+    """Log scale with ticks written as plain numbers (20, 100) rather than 2x10^1."""
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    # Label the 2s and 5s between decades, so a range inside one decade still has numbers.
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:e}"[0] in "25" else ""))
+
+
+def _model_order(paper: Paper, key: tuple) -> tuple:
+    """Networks in the paper's order, then datasets in the paper's order, then the key."""
+    models, datasets = list(paper.networks), list(MNIST + CIFAR)
+    return (models.index(key[1]) if key[1] in models else len(models),
+            datasets.index(key[2]) if key[2] in datasets else len(datasets), key)
+
+
+def _save(fig, out_dir: Path, name: str) -> list[Path]:
+    paths = []
+    for fmt in FORMATS:
+        path = out_dir / f"{name}.{fmt}"
+        fig.savefig(path, format=fmt, metadata=METADATA[fmt], bbox_inches="tight")
+        paths.append(path)
+    return paths
+
+
+def _grid(n: int, ncols: int, size: tuple[float, float]):
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def _flops_panel(ax, keys: list[tuple], groups: Groups,
+                 colors: dict[tuple, str] | None = None) -> None:
+    dense = groups[keys[0]][0].summary["flops_dense"]
+    for key in keys:
+        curve = _curve(groups[key], "flops/expected", epoch_rows=False)
+        if curve is not None:
+            _plot_band(ax, curve, _label(key, groups), color=(colors or {}).get(key))
+    ax.axhline(dense, color="k", ls="--", lw=1, label="dense")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("expected FLOPs per example")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+
+
+def fig_flops_mnist(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | str:
+    """Paper Fig. 3: expected FLOPs during training of each L0 MLP and LeNet-5."""
+    keys = [k for k in groups if k[2] in MNIST and k[3] == "l0"]
+    if not keys:
+        return "no complete L0 runs on MNIST"
+    models = sorted({k[1] for k in keys}, key=lambda m: _model_order(paper, (None, m, None)))
+    fig, axes = _grid(len(models), 2, (5, 3.5))
+    for ax, model in zip(axes, models, strict=True):
+        _flops_panel(ax, [k for k in keys if k[1] == model], groups)
+        ax.set_title(f"{paper.networks.get(model, model)} (mean over seeds, band min-max)")
+    fig.tight_layout()
+    return _save(fig, out_dir, "fig3_flops_mnist")
+
+
+def fig_wrn(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | str:
+    """Paper Fig. 4: expected FLOPs of the L0 WRNs, and their training curves against dropout."""
+    keys = [k for k in groups if k[2] in CIFAR]
+    if not keys:
+        return "no complete runs on CIFAR"
+    datasets = [d for d in CIFAR if any(k[2] == d for k in keys)]
+    fig = Figure(figsize=(5 * len(datasets), 10))
+    axes = fig.subplots(3, len(datasets), squeeze=False)
+    rows = (("test/error", True, 100.0, "test error %"),
+            ("train/ce", True, 1.0, "train cross-entropy (epoch mean)"))
+    for j, dataset in enumerate(datasets):
+        mine = [k for k in keys if k[2] == dataset]
+        colors = {k: f"C{i}" for i, k in enumerate(mine)}  # one colour per row in every panel
+        l0 = [k for k in mine if k[3] == "l0"]
+        if l0:
+            _flops_panel(axes[0][j], l0, groups, colors)
+        else:
+            axes[0][j].text(0.5, 0.5, "no L0 runs", ha="center", transform=axes[0][j].transAxes)
+        axes[0][j].set_title(f"{dataset}: expected FLOPs")
+        for i, (column, epoch_rows, scale, ylabel) in enumerate(rows, start=1):
+            ax = axes[i][j]
+            for key in mine:
+                curve = _curve(groups[key], column, epoch_rows)
+                if curve is not None:
+                    _plot_band(ax, curve, _label(key, groups), scale, colors[key])
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{dataset}: {ylabel}")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out_dir, "fig4_wrn")
+
+
+def fig_kept_units(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | str:
+    """Kept units per layer of each L0 row (min-max over seeds) beside the paper's and the full."""
+    keys = sorted((k for k in groups if k[3] == "l0"), key=lambda k: _model_order(paper, k))
+    if not keys:
+        return "no complete L0 runs"
+    fig, axes = _grid(len(keys), 2, (5.5, 3.5))
+    for ax, key in zip(axes, keys, strict=True):
+        runs = groups[key]
+        arch = np.array([r.summary["architecture"] for r in runs], dtype=float)
+        full = np.array(runs[0].summary["full_architecture"], dtype=float)
+        x = np.arange(len(full))
+        table = paper.table_for(key[2])
+        prow = table.row_for(key[0]) if table else None
+        theirs = prow.arch_units() if prow else None
+        has_paper = theirs is not None and len(theirs) == len(full)
+        width = 0.27 if has_paper else 0.4
+        ax.bar(x - width, full, width, color="0.85", label="full")
+        mean = arch.mean(axis=0)
+        seeds = f"{len(runs)} seed" + ("s" if len(runs) > 1 else "")
+        ax.bar(x, mean, width, label=f"ours (mean of {seeds}, min-max)",
+               yerr=[mean - arch.min(axis=0), arch.max(axis=0) - mean], capsize=2)
+        if has_paper:
+            mark = "" if prow.architecture.verified else " ?"
+            ax.bar(x + width, theirs, width, label=f"paper{mark}")
+        ax.set_xticks(x, runs[0].layer_names, rotation=45 if len(x) > 6 else 0,
+                      ha="right" if len(x) > 6 else "center", fontsize=7)
+        ax.set_yscale("log")
+        _plain_log(ax.yaxis)
+        ax.set_ylabel("kept units")
+        ax.set_title(_label(key, groups), fontsize=8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out_dir, "kept_units")
+
+
+def fig_error_vs_flops(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | str:
+    """Final test error against expected FLOPs for every complete run, one panel per dataset."""
+    if not groups:
+        return "no complete runs"
+    datasets = sorted({k[2] for k in groups}, key=lambda d: ((MNIST + CIFAR + (d,)).index(d), d))
+    fig, axes = _grid(len(datasets), 3, (4.5, 3.5))
+    for ax, dataset in zip(axes, datasets, strict=True):
+        for key in sorted((k for k in groups if k[2] == dataset),
+                          key=lambda k: _model_order(paper, k)):
+            s = [r.summary for r in groups[key]]
+            ax.scatter([x["expected_flops_final"] / x["flops_dense"] * 100 for x in s],
+                       [x["test_error_final"] * 100 for x in s], s=14,
+                       label=_label(key, groups))
+        ax.set_xscale("log")
+        _plain_log(ax.xaxis)
+        ax.set_xlabel("expected FLOPs, % of dense")
+        ax.set_ylabel("test error % (final)")
+        ax.set_title(dataset)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, out_dir, "error_vs_flops")
+
+
+FIGURES: dict[str, tuple[Callable, str]] = {
+    "fig3_flops_mnist": (fig_flops_mnist, "expected FLOPs during training, MLP and LeNet-5 "
+                                          "(paper Fig. 3)"),
+    "fig4_wrn": (fig_wrn, "WRN-28-10: expected FLOPs, test error and training loss over "
+                          "epochs, L0 against dropout (paper Fig. 4)"),
+    "kept_units": (fig_kept_units, "kept units per layer, ours against the paper's"),
+    "error_vs_flops": (fig_error_vs_flops, "final test error against expected FLOPs, "
+                                           "every complete run"),
+}
+
+
+def draw_all(groups: Groups, paper: Paper, out_dir: Path) -> list[Outcome]:
+    """Draw every figure that has runs behind it into ``out_dir`` (PNG and PDF)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outcomes = []
+    with matplotlib.rc_context(RC):
+        for name, (draw, caption) in FIGURES.items():
+            result = draw(groups, paper, out_dir)
+            if isinstance(result, str):
+                for fmt in FORMATS:
+                    (out_dir / f"{name}.{fmt}").unlink(missing_ok=True)
+                outcomes.append(Outcome(name, caption, [], result))
+            else:
+                outcomes.append(Outcome(name, caption, result))
+    return outcomes

@@ -1,0 +1,98 @@
+"""The output folder's README and run listing: what each file is and which runs made it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from l0repro.report.figures import Outcome
+from l0repro.report.paper import PaperTable
+from l0repro.report.runs import Excluded, Run
+
+RUNS_FILE = "runs.csv"
+
+
+def run_listing(runs: list[Run], excluded: list[Excluded]) -> pd.DataFrame:
+    """Every run read, included or left out (with why), sorted by source."""
+    rows = []
+    for r in runs:
+        s = r.summary
+        rows.append({
+            "source": r.source, "included": True, "reason": "", "experiment": s["experiment"],
+            "seed": str(s["seed"]), "epochs": s["epochs"],
+            "test_error_final_pct": s["test_error_final"] * 100,
+            "flops_pct": s["expected_flops_final"] / s["flops_dense"] * 100,
+            "git_commit": s["git_commit"], "device": s["device"],
+            "finished_at": s.get("finished_at") or "",
+        })
+    for e in excluded:
+        rows.append({"source": e.source, "included": False, "reason": e.reason,
+                     "experiment": e.experiment or "",
+                     "seed": "" if e.seed is None else str(e.seed)})
+    cols = ["source", "included", "reason", "experiment", "seed", "epochs",
+            "test_error_final_pct", "flops_pct", "git_commit", "device", "finished_at"]
+    df = pd.DataFrame(rows, columns=cols).sort_values("source", kind="stable")
+    df["epochs"] = df["epochs"].astype("Int64")
+    return df.reset_index(drop=True)
+
+
+def _counted(values: list) -> str:
+    counts = Counter(str(v) for v in values)
+    return ", ".join(f"`{v}` ({n} run{'s' if n > 1 else ''})" for v, n in sorted(counts.items()))
+
+
+def readme(runs: list[Run], excluded: list[Excluded], sources: list[str],
+           tables: list[PaperTable], figures: list[Outcome]) -> str:
+    """README.md for the output folder; depends only on the runs, never on the clock."""
+    s = [r.summary for r in runs]
+    finished = max((x.get("finished_at") or "" for x in s), default="")
+    lines = [
+        "# Results",
+        "",
+        "Written by `python -m l0repro.report` from the run records; do not edit by hand,",
+        "rerun the report. The paper's numbers come from `l0repro/report/paper.yaml`;",
+        "a `?` beside one means it is not yet checked against the paper.",
+        "",
+        "## Runs behind these files",
+        "",
+        f"- Read from: {', '.join(sources)}.",
+        f"- Complete runs used: {len(runs)}; runs left out: {len(excluded)} "
+        f"(listed under each table and in `{RUNS_FILE}`).",
+    ]
+    if runs:
+        lines += [
+            f"- Latest run finished at: {finished or 'unknown'}.",
+            f"- Git commits: {_counted([x['git_commit'] for x in s])}.",
+            f"- Devices: {_counted([x['device'] for x in s])}.",
+            f"- Epochs: {_counted([x['epochs'] for x in s])}.",
+            f"- PyTorch: {_counted([x['torch_version'] for x in s])}.",
+        ]
+    lines += ["", "## Files", "", "| file | what it is |", "|---|---|"]
+    for t in tables:
+        lines.append(f"| `{t.key}.md`, `{t.key}.csv`, `{t.key}.tex` | {t.title}: our runs "
+                     "aggregated over seeds beside the paper's rows, with verdicts "
+                     "(Markdown, CSV with full precision, LaTeX with booktabs) |")
+    lines.append(f"| `{RUNS_FILE}` | every run read: included or left out, and why |")
+    for f in figures:
+        if f.paths:
+            names = ", ".join(f"`figures/{p.name}`" for p in f.paths)
+            lines.append(f"| {names} | {f.caption} |")
+    missing = [f for f in figures if not f.paths]
+    if missing:
+        lines += ["", "## Figures not drawn", ""]
+        lines += [f"- `{f.name}` ({f.caption}): {f.reason}." for f in missing]
+    return "\n".join(lines) + "\n"
+
+
+def write_index(out_dir: Path, runs: list[Run], excluded: list[Excluded], sources: list[str],
+                tables: list[PaperTable], figures: list[Outcome]) -> list[Path]:
+    """Write ``README.md`` and ``runs.csv`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    listing = out_dir / RUNS_FILE
+    listing.write_text(run_listing(runs, excluded).to_csv(index=False, float_format="%.4f",
+                                                          lineterminator="\n"))
+    path = out_dir / "README.md"
+    path.write_text(readme(runs, excluded, sources, tables, figures))
+    return [path, listing]

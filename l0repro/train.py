@@ -1,0 +1,416 @@
+"""Training entry point: ``python -m l0repro.train experiment=table1/mlp_l0 [overrides]``.
+
+The loop is plain PyTorch in one place (``Trainer.fit``). The data lives on the device;
+the only host syncs inside the loop happen at logging intervals and epoch ends. A run
+writes its record (see ``l0repro.record``) into Hydra's run directory, checkpoints every
+epoch, and resumes from there when the same command is run again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import signal
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+import torch.nn.functional as F
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from l0repro import flops
+from l0repro.checkpoint import CheckpointError, config_differences, load_checkpoint, save_checkpoint
+from l0repro.config_check import ConfigError, check_config
+from l0repro.data import DataError, DeviceData, load_dataset
+from l0repro.ema import EMA
+from l0repro.layers import L0Penalty, clamp_gates_, expected_l0, log_alphas
+from l0repro.models.base import SparseModel
+from l0repro.record import (
+    CONFIG_FILE,
+    RecordError,
+    atomic_write_text,
+    read_summary,
+    write_metrics,
+    write_summary,
+)
+from l0repro.wandb_logger import WandbLogger
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite."""
+
+
+class Preempted(Exception):
+    """A stop signal arrived; a checkpoint was written and the run can resume."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}; checkpoint written, rerun "
+                         "the same command to resume")
+        self.signum = signum
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        sha = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        return sha or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def build_model(model_cfg: DictConfig) -> SparseModel:
+    kwargs = OmegaConf.to_container(model_cfg, resolve=True)
+    kwargs.pop("name", None)
+    return instantiate(kwargs, _convert_="all")
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Trainer:
+    """Owns one run: model, EMA, optimiser, data, record, wandb, checkpoints."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.config = OmegaConf.to_container(cfg, resolve=True)
+        tc = cfg.trainer
+        self.device = resolve_device(tc.device)
+        torch.manual_seed(cfg.seed)
+        self.data: DeviceData = load_dataset(cfg.data.name, cfg.data.root, self.device,
+                                             download=cfg.data.download,
+                                             **(cfg.data.get("options") or {}))
+        self.model: SparseModel = build_model(cfg.model).to(self.device)
+        self.is_conv = any(isinstance(m, torch.nn.Conv2d) for m in self.model.modules())
+        use_cl = self.is_conv if tc.channels_last == "auto" else bool(tc.channels_last)
+        self.memory_format = torch.channels_last if use_cl else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
+        use_bf16 = self.device.type == "cuda" if tc.bf16 == "auto" else bool(tc.bf16)
+        self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) \
+            if use_bf16 else nullcontext
+        self.forward = torch.compile(self.model) if tc.compile else self.model
+        self.ema = EMA(self.model, tc.ema_decay) if tc.ema_decay else None
+        self.penalty = L0Penalty(self.model, self.data.n_train, tc.weight_decay)
+        self.log_alphas = log_alphas(self.model)
+        self.optimizer = instantiate(cfg.optim)(self.model.parameters())
+        self.scheduler = instantiate(cfg.scheduler)(self.optimizer)
+        self.data_gen = torch.Generator(device=self.device)
+        self.data_gen.manual_seed(cfg.seed)
+        self.steps_per_epoch = self.data.steps_per_epoch(tc.batch_size)
+        self.total_steps = self.steps_per_epoch * tc.epochs
+        if tc.max_steps is not None:
+            self.total_steps = min(self.total_steps, tc.max_steps)
+        self.flops_dense = flops.dense_flops(self.model)
+        # progress state (all of it goes into the checkpoint)
+        self.step = 0
+        self.epoch = 0  # completed epochs
+        self.batch_in_epoch = 0  # batches of the current epoch already done
+        self.epoch_gen_state = self.data_gen.get_state()
+        self.rows: list[dict[str, Any]] = []
+        self.acc = {"loss": 0.0, "ce": 0.0, "n": 0}  # interval sums, synced at log time
+        self.best_error = math.inf
+        self.best_epoch = -1
+        self.elapsed = 0.0  # training wall time of earlier sessions of this run
+        self.started_at = now_iso()
+        self.wandb_run_id: str | None = None
+        self.stop_signal: int | None = None
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "config": self.config,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "epoch_gen_state": self.epoch_gen_state,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "rows": self.rows, "acc": self.acc,
+            "best_error": self.best_error, "best_epoch": self.best_epoch,
+            "elapsed": self.elapsed + (time.perf_counter() - self.t_start),
+            "started_at": self.started_at, "wandb_run_id": self.wandb_run_id,
+        }
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        diffs = config_differences(state["config"], self.config)
+        if diffs:
+            raise CheckpointError(f"checkpoint in {self.run_dir} was written with another config; "
+                                  "differing keys:\n  " + "\n  ".join(diffs)
+                                  + "\nuse another hydra.run.dir or delete the checkpoint")
+        self.model.load_state_dict(state["model"])
+        if self.ema:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for k in ("step", "epoch", "batch_in_epoch", "epoch_gen_state", "rows", "acc",
+                  "best_error", "best_epoch", "elapsed", "started_at", "wandb_run_id"):
+            setattr(self, k, state[k])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+    # ---------------------------------------------------------------- pieces
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema else self.model
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.autocast():
+            logits = self.forward(x)
+        ce = F.cross_entropy(logits.float(), y)
+        loss = ce + self.penalty()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        clamp_gates_(self.log_alphas)
+        if self.ema:
+            self.ema.update_parameters(self.model)
+        return loss.detach(), ce.detach()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        model = self.eval_model
+        model.eval()
+        errors = torch.zeros((), device=self.device)
+        loss = torch.zeros((), device=self.device)
+        for x, y in self.data.test_batches(self.cfg.trainer.eval_batch_size, self.memory_format):
+            with self.autocast():
+                logits = model(x).float()
+            errors += (logits.argmax(1) != y).sum()
+            loss += F.cross_entropy(logits, y, reduction="sum")
+        n = len(self.data.test_y)
+        out = {"test/error": float(errors) / n, "test/loss": float(loss) / n,
+               "flops/pruned": flops.pruned_flops(model)}
+        names = list(self.model.unit_layers)
+        for name, kept in zip(names, self.model.architecture() if not self.ema
+                              else self.ema.module.architecture(), strict=True):
+            out[f"kept/{name}"] = kept
+        return out
+
+    def interval_row(self, kind: str) -> dict[str, Any]:
+        """Sync the interval accumulators (one host sync) into a metrics row."""
+        n = self.acc["n"] or math.nan  # an epoch row right after a resume may cover no step
+        row = {
+            "step": self.step, "epoch": self.step / self.steps_per_epoch, "kind": kind,
+            "train/loss": float(self.acc["loss"]) / n, "train/ce": float(self.acc["ce"]) / n,
+            "flops/expected": float(flops.expected_flops(self.model)),
+            "l0/expected": float(expected_l0(self.model)),
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+        if self.acc["n"] and not math.isfinite(row["train/loss"] + row["train/ce"]):
+            last = next((r for r in reversed(self.rows) if r["kind"] == "epoch"), None)
+            raise TrainingDiverged(f"loss became {row['train/loss']} in the {self.acc['n']} steps "
+                                   f"before step {self.step}; last good metrics: {last}")
+        self.acc = {"loss": 0.0, "ce": 0.0, "n": 0}
+        return row
+
+    def log_row(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.wandb.log({k: v for k, v in row.items() if k != "kind"}, step=row["step"])
+
+    def summary(self, status: str, error: str | None = None) -> dict[str, Any]:
+        epoch_rows = [r for r in self.rows if r["kind"] == "epoch"]
+        last = epoch_rows[-1] if epoch_rows else {}
+        kept, dense = flops.param_counts(self.eval_model)
+        model_cfg = self.cfg.model
+        return {
+            "experiment": self.cfg.name, "model": model_cfg.name, "dataset": self.cfg.data.name,
+            "method": model_cfg.method, "lambdas": list(self.model.lambdas),
+            "seed": self.cfg.seed, "epochs": self.cfg.trainer.epochs,
+            "epochs_completed": self.epoch, "steps": self.step,
+            "max_steps": self.cfg.trainer.max_steps, "status": status,
+            "test_error_final": last.get("test/error"),
+            "test_error_best": self.best_error if epoch_rows else None,
+            "best_epoch": self.best_epoch if epoch_rows else None,
+            "layer_names": list(self.model.unit_layers),
+            "architecture": self.eval_model.architecture(),
+            "full_architecture": self.model.full_architecture(),
+            "expected_flops_final": float(flops.expected_flops(self.model)),
+            "flops_pruned": flops.pruned_flops(self.eval_model),
+            "flops_dense": self.flops_dense, "params_kept": kept, "params_dense": dense,
+            "wall_time_s": round(self.elapsed + time.perf_counter() - self.t_start, 2),
+            "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+            "torch_version": torch.__version__, "git_commit": git_commit(),
+            "started_at": self.started_at,
+            "finished_at": now_iso() if status != "running" else None,
+            "error": error, "wandb_run_id": self.wandb_run_id,
+        }
+
+    def save(self) -> None:
+        """Checkpoint first, then metrics, then summary: the summary never runs ahead."""
+        if self.cfg.trainer.checkpoint:
+            save_checkpoint(self.run_dir, self.state_dict())
+        write_metrics(self.run_dir, self.rows)
+        write_summary(self.run_dir, self.summary("running"))
+
+    def end_epoch(self, complete_epoch: bool) -> None:
+        row = self.interval_row("epoch") | self.evaluate()
+        if complete_epoch:
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self.epoch_gen_state = self.data_gen.get_state()
+            self.scheduler.step()
+        if row["test/error"] < self.best_error:
+            self.best_error, self.best_epoch = row["test/error"], self.epoch
+        self.log_row(row)
+        self.bar.set_postfix(epoch=f"{self.epoch}/{self.cfg.trainer.epochs}",
+                             test_err=f"{100 * row['test/error']:.2f}%",
+                             flops=f"{100 * row['flops/expected'] / self.flops_dense:.1f}%")
+
+    # ---------------------------------------------------------------- loop
+    def fit(self) -> dict[str, Any]:
+        tc = self.cfg.trainer
+        self.t_start = time.perf_counter()
+        state = load_checkpoint(self.run_dir) if tc.checkpoint else None
+        if state is not None:
+            self.load_state_dict(state)
+        self.wandb = WandbLogger(
+            mode=self.cfg.logger.wandb.mode, project=self.cfg.logger.wandb.project,
+            entity=self.cfg.logger.wandb.entity, run_dir=self.run_dir, config=self.config,
+            name=f"{self.cfg.name}/seed{self.cfg.seed}", group=self.cfg.name,
+            run_id=self.wandb_run_id)
+        self.wandb_run_id = self.wandb.run_id
+        self.bar = tqdm(total=self.total_steps, initial=self.step, desc=self.cfg.name,
+                        disable=not tc.progress, dynamic_ncols=True, unit="step")
+        previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
+        try:
+            self._loop()
+            self.elapsed += time.perf_counter() - self.t_start
+            self.t_start = time.perf_counter()
+            if tc.checkpoint:
+                save_checkpoint(self.run_dir, self.state_dict())
+            write_metrics(self.run_dir, self.rows)
+            summary = self.summary("complete")
+            write_summary(self.run_dir, summary)
+            self.wandb.summary(summary)
+            self.wandb.finish(0)
+            return summary
+        except Preempted:
+            self.wandb.finish(1)
+            raise
+        except BaseException as e:
+            write_metrics(self.run_dir, self.rows)
+            write_summary(self.run_dir, self.summary("failed", error=f"{type(e).__name__}: {e}"))
+            self.wandb.finish(1)
+            raise
+        finally:
+            self.bar.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop_signal = signum  # acted on after the current step
+
+    def _loop(self) -> None:
+        tc = self.cfg.trainer
+        while self.epoch < tc.epochs and self.step < self.total_steps:
+            self.train_epoch()
+            self.end_epoch(complete_epoch=self.batch_in_epoch == self.steps_per_epoch)
+            if self.epoch < tc.epochs and self.step < self.total_steps:
+                self.save()
+
+    def train_epoch(self) -> None:
+        """Train through the rest of the current epoch (or until ``total_steps``)."""
+        tc = self.cfg.trainer
+        self.data_gen.set_state(self.epoch_gen_state)
+        batches = self.data.train_batches(tc.batch_size, self.data_gen, self.memory_format)
+        self.model.train()
+        for b, (x, y) in enumerate(batches):
+            if b < self.batch_in_epoch:
+                continue  # resumed mid-epoch: batches drawn again to replay the data RNG
+            loss, ce = self.train_step(x, y)
+            self.acc["loss"] = self.acc["loss"] + loss
+            self.acc["ce"] = self.acc["ce"] + ce
+            self.acc["n"] += 1
+            self.step += 1
+            self.batch_in_epoch = b + 1
+            ends_epoch = self.batch_in_epoch == self.steps_per_epoch or self.step >= self.total_steps
+            if self.step % tc.log_every == 0 and not ends_epoch:  # the epoch row covers the end
+                self.log_row(self.interval_row("interval"))
+                self.bar.update(self.step - self.bar.n)
+            if self.stop_signal is not None:
+                self._preempt()
+            if self.step >= self.total_steps:
+                break
+        self.bar.update(self.step - self.bar.n)
+
+    def _preempt(self) -> None:
+        for k in ("loss", "ce"):
+            self.acc[k] = float(self.acc[k])
+        self.save()
+        raise Preempted(self.stop_signal)
+
+
+def already_complete(run_dir: Path, config: dict[str, Any]) -> bool:
+    """True when ``run_dir`` holds a complete run of this same config (it is not retrained)."""
+    try:
+        summary = read_summary(run_dir)
+    except RecordError:
+        return False
+    if summary["status"] != "complete":
+        return False
+    state = load_checkpoint(run_dir)
+    if state is not None:
+        diffs = config_differences(state["config"], config)
+        if diffs:
+            raise CheckpointError(f"{run_dir} holds a complete run of another config; differing "
+                                  "keys:\n  " + "\n  ".join(diffs))
+    return True
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train (or resume, or skip) the run configured by ``cfg`` in ``run_dir``."""
+    check_config(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    if already_complete(run_dir, config):
+        print(f"{run_dir}: already complete, not retrained", file=sys.stderr)
+        return read_summary(run_dir)
+    atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    return Trainer(cfg, run_dir).fit()
+
+
+USER_ERRORS = (ConfigError, DataError, CheckpointError, ValueError, TrainingDiverged, OSError)
+
+
+@hydra.main(config_path="../conf", config_name="train", version_base=None)
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        summary = run(cfg, run_dir)
+    except Preempted as e:
+        print(f"l0repro.train: {e} ({run_dir})", file=sys.stderr)
+        sys.exit(128 + e.signum)
+    except USER_ERRORS as e:
+        print(f"l0repro.train: error ({type(e).__name__}): {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"{run_dir}: {summary['status']}, test error {100 * summary['test_error_final']:.2f}% "
+          f"(best {100 * summary['test_error_best']:.2f}%), architecture "
+          f"{'-'.join(map(str, summary['architecture']))}, expected FLOPs "
+          f"{100 * summary['expected_flops_final'] / summary['flops_dense']:.1f}% of dense",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

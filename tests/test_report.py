@@ -1,0 +1,274 @@
+"""The report: tables, verdicts, runs left out, figures, README, wandb runs and the CLI."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from l0repro.report.__main__ import main
+from l0repro.report.build import make_report, summary_lines
+from l0repro.report.paper import load_paper
+from l0repro.report.runs import Run, select
+from l0repro.report.tables import Stats, verdict
+
+try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
+    import report_fixtures as fx
+except ImportError:  # pragma: no cover
+    from tests import report_fixtures as fx
+
+TABLE_FILES = ["table1.md", "table1.csv", "table1.tex", "table2.md", "table2.csv",
+               "table2.tex", "runs.csv", "README.md"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """The synthetic runs reported twice, into two folders; a stale WRN figure beforehand."""
+    root = tmp_path_factory.mktemp("report")
+    runs = fx.build_runs(root / "experiments")
+    stale = root / "out" / "figures" / "fig4_wrn.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    first = make_report(runs, root / "out")
+    make_report(runs, root / "again")
+    return {"root": root, "out": root / "out", "again": root / "again", "report": first}
+
+
+def _row(df: pd.DataFrame, experiment: str) -> pd.Series:
+    rows = df[df["experiment"] == experiment]
+    assert len(rows) == 1, rows
+    return rows.iloc[0]
+
+
+def test_table1_aggregates_complete_seeds_only(report):
+    df = pd.read_csv(report["out"] / "table1.csv")
+    row = _row(df, "table1/mlp_l0")
+    errors = [e * 100 for _, e, _, _ in fx.MLP_SEEDS]  # 1.3, 1.4, 1.6: the left-out seeds are 50 %
+    assert row["seeds"] == 3 and row["epochs"] == 4
+    assert row["error_final_mean"] == pytest.approx(sum(errors) / 3, abs=1e-4)
+    assert row["error_final_std"] == pytest.approx(pd.Series(errors).std(), abs=1e-4)
+    assert row["error_best_mean"] == pytest.approx(sum(errors) / 3 - 0.1, abs=1e-4)
+    # Per-layer means 220, 210.33, 99.67 round to 220-210-100.
+    assert row["architecture"] == "220-210-100"
+    assert row["flops_pct"] == pytest.approx(32.0)
+    assert row["params_kept"] == 530_000
+    assert row["paper_error"] == pytest.approx(1.4) and row["paper_architecture"] == "219-214-100"
+
+    md = (report["out"] / "table1.md").read_text()
+    assert "| 1.43 ± 0.15 " in md and "| 1.33 ± 0.15 " in md
+    assert "220-210-100 *" in md and "per-layer mean over seeds, rounded" in md
+    assert "| 32.00 " in md
+
+
+def test_verdicts(report):
+    df = pd.read_csv(report["out"] / "table1.csv", keep_default_na=False)
+    assert _row(df, "table1/mlp_l0")["verdict"] == "pass (4 of the paper's 200 epochs)"
+    # Error 1.00 vs 0.9 is within 0.2 points; conv2 keeps 10 maps where the paper keeps 25.
+    assert _row(df, "table1/lenet5_l0")["verdict"].startswith("fail: conv2 10 vs 25 (-60%)")
+    dense = _row(df, "table1/mlp_dense")
+    assert dense["verdict"] == "" and dense["paper_error"] == ""
+    assert dense["method"] == "dense baseline (ours)" and dense["flops_pct"] == "100.0000"
+    assert _row(df, "table1/mlp_l0_sep")["verdict"] == "not run"
+    reference = df[(df["source"] == "paper") & (df["method"] == "SBP")].iloc[0]
+    assert reference["paper_architecture"] == "3-18-284-283" and reference["verdict"] == ""
+
+
+def _stats(error: float, arch: list[int]) -> Stats:
+    return Stats(seeds=1, epochs=200, error_final_mean=error, error_final_std=math.nan,
+                 error_best_mean=error, error_best_std=math.nan, architecture=arch,
+                 full_architecture=[20, 50, 800, 500], layers=["conv1", "conv2", "fc1", "fc2"],
+                 flops_pct=10.0, params_kept=1)
+
+
+def test_verdict_tolerances():
+    paper = load_paper()
+    table1, table2 = paper.tables
+    lenet = table1.row_for("table1/lenet5_l0")  # 0.9 %, 20-25-45-462
+    assert verdict(_stats(1.1, [20, 25, 45, 462]), lenet, table1) == "pass"  # exactly 0.2 off
+    assert verdict(_stats(1.05, [25, 25, 45, 462]), lenet, table1) == "pass"  # 25 % more units
+    assert verdict(_stats(1.05, [26, 25, 45, 462]), lenet, table1) == \
+        "fail: conv1 26 vs 20 (+30%)"
+    assert verdict(_stats(1.2, [20, 25, 30, 462]), lenet, table1) == \
+        "fail: error +0.30 pp (tolerance 0.2); fc1 30 vs 45 (-33%)"
+    # Table 2 judges the error only, within 0.3 points.
+    wrn = table2.row_for("table2/wrn_c100_l0_002")  # 19.04 %
+    assert verdict(_stats(19.30, [1, 1, 1, 1]), wrn, table2) == "pass"
+    assert verdict(_stats(19.40, [1, 1, 1, 1]), wrn, table2).startswith("fail: error +0.36 pp")
+
+
+def test_runs_left_out_are_listed_with_reasons(report):
+    md = (report["out"] / "table1.md").read_text()
+    listed = md.split("Runs left out of this table: 6", 1)[1]
+    for source, reason in [
+        ("table1/mlp_l0/seed3", "status running (2/4 epochs)"),
+        ("table1/mlp_l0/seed4", "status failed (1/4 epochs): CUDA out of memory"),
+        ("table1/mlp_l0/seed5", "status complete but only 3/4 epochs completed"),
+        ("table1/mlp_l0/seed6", "unreadable: table1/mlp_l0/seed6/summary.json: not valid JSON"),
+        ("table1/mlp_l0/seed7", "metrics.csv: 2 epoch rows but summary claims 4 epochs"),
+        ("table1/lenet5_l0/seed1", "missing keys ['architecture']"),
+    ]:
+        line = next(x for x in listed.splitlines() if f"`local:{source}`" in x)
+        assert reason in line
+    # Paths are relative to --runs, so the files do not depend on where the runs live.
+    assert str(report["root"]) not in md
+    # The corrupt summary names no dataset, so Table 2 lists it too; nothing else.
+    md2 = (report["out"] / "table2.md").read_text()
+    assert "Runs left out of this table: 1" in md2 and "seed6" in md2
+
+    listing = pd.read_csv(report["out"] / "runs.csv")
+    assert listing["included"].sum() == 5 and (~listing["included"]).sum() == 6
+
+
+def test_figures_written_only_with_runs_behind_them(report):
+    figures = report["out"] / "figures"
+    for name in ("fig3_flops_mnist", "kept_units", "error_vs_flops"):
+        for fmt in ("png", "pdf"):
+            assert (figures / f"{name}.{fmt}").stat().st_size > 1000
+    # No CIFAR runs: no WRN figure, and the stale one from before is gone.
+    assert not (figures / "fig4_wrn.png").exists() and not (figures / "fig4_wrn.pdf").exists()
+    lines = summary_lines(report["report"], report["out"])
+    assert "figure fig4_wrn: not drawn (no complete runs on CIFAR)" in lines
+    assert "figure fig3_flops_mnist: written" in lines
+
+
+def test_same_runs_give_byte_identical_files(report):
+    for name in TABLE_FILES:
+        assert (report["out"] / name).read_bytes() == (report["again"] / name).read_bytes(), name
+
+
+def test_readme_says_which_runs_made_the_files(report):
+    text = (report["out"] / "README.md").read_text()
+    assert "Complete runs used: 5; runs left out: 6" in text
+    # The latest finished_at of the runs, not the time of the report.
+    assert "Latest run finished at: 2024-05-02T08:30:00+00:00." in text
+    assert "Git commits: `abc1234` (5 runs)" in text and "Devices: `cpu` (5 runs)" in text
+    assert "Epochs: `4` (5 runs)" in text
+    for name in ("`table1.md`", "`table2.csv`", "`runs.csv`", "`figures/kept_units.pdf`"):
+        assert name in text
+    assert "## Figures not drawn" in text and "`fig4_wrn`" in text
+
+
+def test_paper_numbers_and_marks():
+    paper = load_paper()
+    table1, table2 = paper.tables
+    assert all(r.error.mark in ("v", "?") for t in paper.tables for r in t.rows)
+    sep = table1.row_for("table1/mlp_l0_sep")
+    assert (sep.architecture.value, sep.architecture.mark, sep.error.value, sep.error.mark) == \
+        ("266-88-33", "v", 1.8, "?")
+    lenet = table1.row_for("table1/lenet5_l0")
+    assert lenet.arch_units() == [20, 25, 45, 462] and lenet.error.verified
+    assert table1.row_for("table1/mlp_dense") is None
+    expected = {"table2/wrn_c10_plain": 4.00, "table2/wrn_c100_plain": 19.25,
+                "table2/wrn_c10_dropout": 3.89, "table2/wrn_c100_dropout": 18.85,
+                "table2/wrn_c10_l0_001": 3.83, "table2/wrn_c100_l0_001": 18.75,
+                "table2/wrn_c10_l0_002": 3.93, "table2/wrn_c100_l0_002": 19.04}
+    assert {e: table2.row_for(e).error.value for e in expected} == expected
+    assert len(table1.rows) == 13 and len(table2.rows) == 8
+    assert table1.error_tolerance == 0.2 and table2.error_tolerance == 0.3
+
+
+def test_uncertain_paper_numbers_are_marked(report):
+    md = (report["out"] / "table1.md").read_text()
+    mlp = next(x for x in md.splitlines() if "table1/mlp_l0 " in x)
+    assert "| 1.4 ?" in mlp
+    lenet = next(x for x in md.splitlines() if "table1/lenet5_l0 " in x)
+    assert "| 0.9 " in lenet and "0.9 ?" not in lenet
+
+
+def _wrn(experiment: str, seed: int, **kw) -> dict:
+    return fx.summary_for(experiment, seed, model="wrn-28-10", **{"lambdas": [0.001] * 12, **kw})
+
+
+def test_wandb_runs_and_cli(tmp_path, monkeypatch, capsys):
+    import wandb
+
+    arch = [150] * 4 + [300] * 4 + [600] * 4
+    l0 = [_wrn("table2/wrn_c10_l0_001", s, error_final=e, architecture=arch, flops_frac=0.8)
+          for s, e in ((0, 0.0380), (1, 0.0390))]
+    dropout = _wrn("table2/wrn_c10_dropout", 0, method="dropout", lambdas=[],
+                   error_final=0.0450, flops_frac=1.0)
+    crashed = _wrn("table2/wrn_c10_l0_001", 2)
+    del crashed["status"]
+    running = _wrn("table2/wrn_c10_l0_001", 3, status="running", epochs_completed=1)
+    sweep = _wrn("table2/wrn_c10_l0_sweep/lam0.01", 0, lambdas=[0.01] * 12, error_final=0.041,
+                 architecture=[100] * 12, flops_frac=0.5)
+    # wandb may drop the string column `kind`; end-of-epoch rows are those with a test error.
+    no_kind = [{k: v for k, v in r.items() if k != "kind"} for r in fx.metrics_for(l0[1])]
+    stubs = [fx.StubRun("a1", l0[0], fx.metrics_for(l0[0])), fx.StubRun("a2", l0[1], no_kind),
+             fx.StubRun("d1", dropout, fx.metrics_for(dropout)),
+             fx.StubRun("c1", crashed, fx.metrics_for(crashed), state="crashed"),
+             fx.StubRun("r1", running, fx.metrics_for(running), state="running"),
+             fx.StubRun("s1", sweep, fx.metrics_for(sweep))]
+    monkeypatch.setattr(wandb, "Api", lambda *a, **k: fx.StubApi({"ent/proj": stubs}))
+    # A local copy of a wandb run: the local record wins, the copy is reported as a duplicate.
+    local = tmp_path / "experiments"
+    fx.make_run(local, "table2/wrn_c10_l0_001/seed0", l0[0])
+
+    out = tmp_path / "results"
+    assert main(["--runs", str(local), "--out", str(out), "--wandb", "ent/proj"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 pass, 1 fail" in printed and "figure fig4_wrn: written" in printed
+
+    df = pd.read_csv(out / "table2.csv", keep_default_na=False)
+    row = _row(df, "table2/wrn_c10_l0_001")
+    assert row["seeds"] == "2" and float(row["error_final_mean"]) == pytest.approx(3.85)
+    assert (row["kept_units"], row["total_units"]) == ("4200", "4480")
+    assert row["verdict"].startswith("pass")  # 3.85 vs 3.83
+    assert _row(df, "table2/wrn_c10_dropout")["verdict"].startswith("fail: error +0.61 pp")
+    md = (out / "table2.md").read_text()
+    assert "| 4200/4480 * " in md and "| 80.00 " in md
+    assert "`wandb:ent/proj/c1`" in md and "missing keys ['status'] (wandb state crashed)" in md
+    assert "`wandb:ent/proj/r1`" in md and "status running (1/4 epochs): wandb state running" in md
+    assert "`wandb:ent/proj/a1` (table2/wrn_c10_l0_001, seed 0): duplicate of " \
+           "local:table2/wrn_c10_l0_001/seed0" in md
+    for name in ("fig4_wrn", "kept_units", "error_vs_flops"):
+        assert (out / "figures" / f"{name}.png").exists()
+    assert not (out / "figures" / "fig3_flops_mnist.png").exists()
+    # A sweep run has no paper row: no verdict, after the paper's CIFAR-10 rows.
+    swept = _row(df, "table2/wrn_c10_l0_sweep/lam0.01")
+    assert (swept["method"], swept["verdict"]) == ("L0, lambda = 0.01/N", "")
+    order = df["experiment"].tolist()
+    assert order.index("table2/wrn_c10_l0_002") < swept.name < order.index("table2/wrn_c100_plain")
+    assert "wandb project `ent/proj` (6 runs)" in (out / "README.md").read_text()
+
+
+def test_cli_rejects_missing_runs_dir(tmp_path, capsys):
+    missing = tmp_path / "no_such_runs"
+    with pytest.raises(SystemExit) as e:
+        main(["--runs", str(missing), "--out", str(tmp_path / "out")])
+    assert e.value.code != 0
+    assert str(missing) in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_select_keeps_newest_duplicate_seed():
+    old = Run("local:a", fx.summary_for("table1/mlp_l0", 0, finished_at="2024-01-01T00:00:00"),
+              pd.DataFrame())
+    new = Run("local:b", fx.summary_for("table1/mlp_l0", 0, finished_at="2024-02-01T00:00:00"),
+              pd.DataFrame())
+    kept, excluded = select([new, old], [])
+    assert [r.source for r in kept] == ["local:b"]
+    assert [(e.source, e.reason) for e in excluded] == [
+        ("local:a", "duplicate of local:b (same experiment and seed)")]
+
+
+def test_latex_table_is_escaped(report):
+    tex = Path(report["out"], "table1.tex").read_text()
+    assert tex.startswith("\\begin{table}") and "\\label{tab:table1}" in tex
+    assert "table1/mlp\\_l0 & 0.1 & 1.43 $\\pm$ 0.15" in tex and "error \\% (final)" in tex
+
+
+def test_cli_reports_unreachable_wandb(tmp_path, monkeypatch, capsys):
+    import wandb
+
+    def no_network(*args, **kwargs):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(wandb, "Api", no_network)
+    (tmp_path / "runs").mkdir()
+    assert main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+                 "--wandb", "ent/proj"]) == 1
+    assert "cannot read wandb project 'ent/proj': no route to host" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
