@@ -22,6 +22,7 @@ import hydra
 import torch
 import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
@@ -78,7 +79,10 @@ def git_commit() -> str:
 def build_model(model_cfg: DictConfig) -> SparseModel:
     kwargs = OmegaConf.to_container(model_cfg, resolve=True)
     kwargs.pop("name", None)
-    return instantiate(kwargs, _convert_="all")
+    try:
+        return instantiate(kwargs, _convert_="all")
+    except InstantiationException as e:  # unwrap: the model's own message names the value
+        raise ConfigError(f"model ({kwargs.get('_target_')}): {e.__cause__ or e}") from e
 
 
 def now_iso() -> str:
@@ -126,6 +130,10 @@ class Trainer:
         self.epoch_gen_state = self.data_gen.get_state()
         self.rows: list[dict[str, Any]] = []
         self.acc = {"loss": 0.0, "ce": 0.0, "n": 0}  # interval sums, synced at log time
+        # device-side step counter and first step with a non-finite loss (-1: none), so
+        # divergence is pinned to its exact step without a per-step host sync
+        self.step_t = torch.zeros((), dtype=torch.long, device=self.device)
+        self.bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
         self.best_error = math.inf
         self.best_epoch = -1
         self.elapsed = 0.0  # training wall time of earlier sessions of this run
@@ -186,7 +194,11 @@ class Trainer:
         clamp_gates_(self.log_alphas)
         if self.ema:
             self.ema.update_parameters(self.model)
-        return loss.detach(), ce.detach()
+        loss = loss.detach()
+        self.step_t += 1
+        ok = torch.isfinite(loss) | (self.bad_step >= 0)
+        self.bad_step = torch.where(ok, self.bad_step, self.step_t)
+        return loss, ce.detach()
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -219,9 +231,10 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
         }
         if self.acc["n"] and not math.isfinite(row["train/loss"] + row["train/ce"]):
-            last = next((r for r in reversed(self.rows) if r["kind"] == "epoch"), None)
-            raise TrainingDiverged(f"loss became {row['train/loss']} in the {self.acc['n']} steps "
-                                   f"before step {self.step}; last good metrics: {last}")
+            bad = int(self.bad_step)
+            last = self.rows[-1] if self.rows else "none (diverged before the first log)"
+            raise TrainingDiverged(f"loss became {row['train/loss']} at step {bad} (epoch "
+                                   f"{self.epoch + 1}); last good metrics: {last}")
         self.acc = {"loss": 0.0, "ce": 0.0, "n": 0}
         return row
 
@@ -289,7 +302,7 @@ class Trainer:
             mode=self.cfg.logger.wandb.mode, project=self.cfg.logger.wandb.project,
             entity=self.cfg.logger.wandb.entity, run_dir=self.run_dir, config=self.config,
             name=f"{self.cfg.name}/seed{self.cfg.seed}", group=self.cfg.name,
-            run_id=self.wandb_run_id)
+            run_id=self.wandb_run_id, init_timeout=self.cfg.logger.wandb.init_timeout)
         self.wandb_run_id = self.wandb.run_id
         self.bar = tqdm(total=self.total_steps, initial=self.step, desc=self.cfg.name,
                         disable=not tc.progress, dynamic_ncols=True, unit="step")

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from l0repro.data.augment import random_crop_flip
 from l0repro.flops import dense_flops
-from l0repro.layers import clamp_gates_, model_penalty
+from l0repro.layers import L0Penalty, clamp_gates_, log_alphas
 from l0repro.models.wrn import WideResNet
 
 CIFAR10_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
@@ -38,6 +38,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=20, help="timed steps per method")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (compile, autotune)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="timed windows of --steps steps; the median is reported (shared CPUs)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast (default: on for cuda)")
@@ -73,6 +75,7 @@ def bench_method(method: str, args: argparse.Namespace, device: torch.device, bf
     model = model.to(memory_format=fmt).train()
     flops_fwd = dense_flops(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    penalty, gate_params = L0Penalty(model, N_TRAIN, 5e-4), log_alphas(model)  # as train.py
     fwd = torch.compile(model) if args.compile else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
@@ -82,30 +85,35 @@ def bench_method(method: str, args: argparse.Namespace, device: torch.device, bf
         x = ((x - mean) / std).contiguous(memory_format=fmt)
         with autocast:
             logits = fwd(x)
-        loss = F.cross_entropy(logits.float(), labels[idx]) + model_penalty(model, N_TRAIN, 5e-4)
+        loss = F.cross_entropy(logits.float(), labels[idx]) + penalty()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        clamp_gates_(model)
+        clamp_gates_(gate_params)
+
+    def window() -> float:
+        """Seconds for ``args.steps`` steps."""
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(args.steps):
+                step()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        return time.perf_counter() - t0
 
     for _ in range(args.warmup):
         step()
     _sync(device)
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(args.steps):
-            step()
-        end.record()
-        end.synchronize()
-        seconds = start.elapsed_time(end) / 1e3
-    else:
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            step()
-        seconds = time.perf_counter() - t0
+    windows = sorted(window() for _ in range(max(1, args.repeats)))
+    seconds = windows[len(windows) // 2]
     ips = args.steps * args.batch_size / seconds
     out = {"method": method, "images_per_s": ips, "ms_per_step": 1e3 * seconds / args.steps,
+           "best_images_per_s": args.steps * args.batch_size / windows[0],
            "fwd_gflops_per_image": flops_fwd / 1e9, "tflops": 3 * flops_fwd * ips / 1e12}
     if args.peak_tflops:
         out["utilisation_pct"] = 100 * out["tflops"] / args.peak_tflops
@@ -132,13 +140,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         r = bench_method(method.strip(), args, device, bf16, channels_last)
         results.append(r)
         util = f", {r['utilisation_pct']:.1f} % of peak" if "utilisation_pct" in r else ""
-        print(f"  {r['method']:8s} {r['images_per_s']:9.1f} images/s  {r['ms_per_step']:8.1f} "
-              f"ms/step  {r['tflops']:7.3f} TFLOP/s achieved "
+        print(f"  {r['method']:8s} {r['images_per_s']:9.1f} images/s (best "
+              f"{r['best_images_per_s']:.1f})  {r['ms_per_step']:8.1f} ms/step  "
+              f"{r['tflops']:7.3f} TFLOP/s achieved "
               f"({r['fwd_gflops_per_image']:.3f} GFLOP fwd/image){util}")
     by = {r["method"]: r for r in results}
-    if "l0" in by and "dropout" in by:
-        overhead = 100 * (by["dropout"]["images_per_s"] / by["l0"]["images_per_s"] - 1)
-        print(f"  gate overhead: L0 step takes {overhead:+.1f} % time vs dropout")
+    for base in ("dropout", "dense"):
+        if "l0" in by and base in by:
+            overhead = 100 * (by[base]["images_per_s"] / by["l0"]["images_per_s"] - 1)
+            print(f"  gate overhead: an L0 step takes {overhead:+.1f} % time vs {base}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "device": where, "bf16": bf16,

@@ -110,7 +110,7 @@ def _read_binary(root: Path, layout: BinaryLayout, verify: str) -> dict[bool, tu
     splits = {}
     for train, files in ((True, layout.train_files), (False, layout.test_files)):
         parts = [read_binary_file(root / layout.folder / f, layout, verify) for f in files]
-        splits[train] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        splits[train] = tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))
     return splits
 
 

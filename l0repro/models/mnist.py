@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from l0repro.flops import FlopTerm, UnitMeasure, ones
+from l0repro.flops import FlopTerm, UnitMeasure, ones, pruned_measure
 from l0repro.layers import L0Conv2d, L0Linear
 from l0repro.models.base import SparseModel, check_method, per_layer
 
@@ -102,6 +102,13 @@ class LeNet5(SparseModel):
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         x = F.relu(self.fc1(x.flatten(1)))
         return self.fc2(x)
+
+    @torch.no_grad()
+    def architecture(self) -> list[int]:
+        """Kept units in paper order; an fc1 input counts only if its conv2 map is kept too."""
+        terms = self.flop_terms(pruned_measure)
+        return [int(terms[0].out_units.sum()), int(terms[1].out_units.sum()),
+                int(terms[2].in_units.sum()), int(terms[2].out_units.sum())]
 
     def flop_terms(self, measure: UnitMeasure) -> list[FlopTerm]:
         like = self.conv1.weight

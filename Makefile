@@ -1,0 +1,54 @@
+# Every target that needs Python creates the environment first (.venv, `pip install -e '.[dev]'`).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA ?= $(or $(L0REPRO_DATA),data)
+SEEDS ?= 0,1,2
+CIFAR_SEEDS ?= 0
+
+.PHONY: install test test-slow lint bench demo reproduce-mnist reproduce-cifar report clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python -m l0repro.bench mnist --data-root $(DATA)
+	$(BIN)/python -m l0repro.bench wrn --depth 16 --widen 4 --batch-size 128 --bf16
+
+demo: $(STAMP)
+	$(BIN)/python -m l0repro.train experiment=table1/mlp_l0 trainer.epochs=15 data.root=$(DATA) \
+		logger.wandb.mode=disabled hydra.run.dir=experiments/demo/mlp_l0
+	$(BIN)/python -m l0repro.train experiment=table1/lenet5_l0 trainer.epochs=3 data.root=$(DATA) \
+		logger.wandb.mode=disabled hydra.run.dir=experiments/demo/lenet5_l0
+	$(BIN)/python -m l0repro.report --runs experiments/demo --out experiments/demo/report
+	@echo "demo runs: experiments/demo/{mlp_l0,lenet5_l0}; tables and figures: experiments/demo/report"
+
+reproduce-mnist: $(STAMP)
+	$(BIN)/python -m l0repro.train -m data.root=$(DATA) seed=$(SEEDS) \
+		experiment=table1/mlp_l0,table1/mlp_l0_sep,table1/lenet5_l0,table1/lenet5_l0_sep
+	$(MAKE) report
+
+reproduce-cifar: $(STAMP)
+	$(BIN)/python -m l0repro.train -m data.root=$(DATA) seed=$(CIFAR_SEEDS) \
+		experiment=table2/wrn_c10_dropout,table2/wrn_c10_l0_001,table2/wrn_c10_l0_002,table2/wrn_c100_dropout,table2/wrn_c100_l0_001,table2/wrn_c100_l0_002
+	$(MAKE) report
+
+report: $(STAMP)
+	$(BIN)/python -m l0repro.report --runs experiments --out results
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
