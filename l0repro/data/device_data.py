@@ -34,9 +34,11 @@ class DeviceData:
                 raise ValueError(f"{self.name} {split}: expected uint8 (N, C, H, W) images and N "
                                  f"labels, got {tuple(x.shape)} {x.dtype} and {tuple(y.shape)}")
         c = self.train_x.shape[1]
-        dev, dt = self.train_x.device, torch.float32
-        self._mean = None if self.mean is None else torch.tensor(self.mean, device=dev, dtype=dt).view(1, c, 1, 1)
-        self._std = None if self.std is None else torch.tensor(self.std, device=dev, dtype=dt).view(1, c, 1, 1)
+
+        def per_channel(v):
+            return None if v is None else torch.tensor(v, device=self.device).view(1, c, 1, 1)
+
+        self._mean, self._std = per_channel(self.mean), per_channel(self.std)
 
     @property
     def n_train(self) -> int:
