@@ -32,6 +32,7 @@ from l0repro.checkpoint import CheckpointError, config_differences, load_checkpo
 from l0repro.config_check import ConfigError, check_config
 from l0repro.data import DataError, DeviceData, load_dataset
 from l0repro.ema import EMA
+from l0repro.host_allocator import keep_freed_memory
 from l0repro.layers import L0Penalty, clamp_gates_, expected_l0, log_alphas
 from l0repro.models.base import SparseModel
 from l0repro.record import (
@@ -98,6 +99,8 @@ class Trainer:
         self.config = OmegaConf.to_container(cfg, resolve=True)
         tc = cfg.trainer
         self.device = resolve_device(tc.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         torch.manual_seed(cfg.seed)
         self.data: DeviceData = load_dataset(cfg.data.name, cfg.data.root, self.device,
                                              download=cfg.data.download,

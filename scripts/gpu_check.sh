@@ -44,10 +44,10 @@ esac
 
 echo "== 1. augmentation tests on the GPU ($(elapsed) s)"
 # --noconftest: the shared conftest imports hydra, which the GPU image may lack
-timeout 120 "$PYTHON" -m pytest -q -p no:cacheprovider --noconftest tests/test_augment.py
+timeout 60 "$PYTHON" -m pytest -q -p no:cacheprovider --noconftest tests/test_augment.py
 
 echo "== 2. WRN-28-10 training throughput, eager, bf16, channels_last ($(elapsed) s)"
-timeout 180 "$PYTHON" -m l0repro.bench.wrn --depth 28 --widen 10 --batch-size 128 --steps 50 \
+timeout 150 "$PYTHON" -m l0repro.bench.wrn --depth 28 --widen 10 --batch-size 128 --steps 50 \
   --warmup 10 --device cuda --bf16 --channels-last ${PEAK:+--peak-tflops $PEAK} \
   --methods l0,dropout,dense --json "$OUT/bench_eager.json"
 
@@ -65,7 +65,7 @@ w('$DATA', 'cifar10', 50000, 10000)"
 fi
 RUN=/tmp/gpu_check_run
 rm -rf "$RUN"
-timeout 240 "$PYTHON" -m l0repro.train experiment=table2/wrn_c10_l0_001 \
+timeout 210 "$PYTHON" -m l0repro.train experiment=table2/wrn_c10_l0_001 \
   trainer.max_steps="${TRAIN_STEPS:-782}" trainer.checkpoint=false trainer.progress=false \
   logger.wandb.mode=disabled "${DATA_ARGS[@]}" hydra.run.dir="$RUN" hydra.output_subdir=null
 echo "training run exit code $?"

@@ -238,3 +238,20 @@ def test_l0_gate_init_and_helpers():
     assert gate.log_alpha[:3].tolist() == pytest.approx([math.log(0.01)] * 3)
     assert float(gate.log_alpha.detach()[3]) == pytest.approx(math.log(100))
     assert int(gate.kept().sum()) == 997
+
+
+def test_fused_sample_matches_the_composed_ops_and_their_gradient():
+    """The hand-written backward of the fused sampler equals autograd on the plain formula."""
+    torch.manual_seed(1)
+    la = torch.randn(40, dtype=torch.float64, requires_grad=True)
+    la_ref = la.detach().clone().requires_grad_()
+    u = torch.rand(6, 40, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
+    fused = gates._HardConcreteSample.apply(la, u)
+    s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + la_ref) / gates.BETA)
+    ref = torch.clamp(s * (gates.ZETA - gates.GAMMA) + gates.GAMMA, 0.0, 1.0)
+    assert torch.allclose(fused, ref)
+    weights = torch.randn(6, 40, dtype=torch.float64)
+    (fused * weights).sum().backward()
+    (ref * weights).sum().backward()
+    assert torch.allclose(la.grad, la_ref.grad)
+    assert torch.autograd.gradcheck(lambda a: gates._HardConcreteSample.apply(a, u[0]), (la_ref.detach().requires_grad_(),))

@@ -56,7 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per model (median)")
     parser.add_argument("--data-root", default=None, help="MNIST directory (default: $L0REPRO_DATA or data)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     import os
     root = args.data_root or os.environ.get("L0REPRO_DATA", "data")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")
