@@ -272,3 +272,16 @@ def test_cli_reports_unreachable_wandb(tmp_path, monkeypatch, capsys):
                  "--wandb", "ent/proj"]) == 1
     assert "cannot read wandb project 'ent/proj': no route to host" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_readme_lists_rows_that_miss_the_paper_with_reasons(tmp_path):
+    runs = fx.build_runs(tmp_path / "experiments")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "reasons.yaml").write_text("table1/lenet5_l0: too few epochs in this synthetic run\n")
+    make_report(runs, out)
+    text = (out / "README.md").read_text()
+    section = text.split("## Rows that miss the paper")[1]
+    assert "`table1/lenet5_l0`" in section and "conv2 10 vs 25 (-60%)" in section
+    assert "Likely reason: too few epochs in this synthetic run" in section
+    assert "`table1/mlp_l0`" not in section  # it passes

@@ -17,8 +17,8 @@ from l0repro.checkpoint import CheckpointError, load_checkpoint
 from tests.conftest import REPO, data_root, require
 from tests.test_train import train
 
-# 3 epochs of 60 steps: long enough to interrupt, short enough for CI
-RUN = ["experiment=table1/mlp_l0", "trainer.epochs=3", "trainer.batch_size=1000",
+# 2 epochs of 60 steps: long enough to interrupt, short enough for CI
+RUN = ["experiment=table1/mlp_l0", "trainer.epochs=2", "trainer.batch_size=1000",
        "trainer.log_every=25",
        "logger.wandb.mode=disabled", "seed=3"]
 VOLATILE = {"wall_time_s", "started_at", "finished_at", "wandb_run_id"}

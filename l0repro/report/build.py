@@ -52,7 +52,7 @@ def make_report(runs_dir: Path | None, out_dir: Path, wandb_path: str | None = N
     report.figures = figs.draw_all(groups, paper, out_dir / "figures")
     report.files += [p for f in report.figures for p in f.paths]
     report.files += index.write_index(out_dir, runs, excluded, names, list(paper.tables),
-                                      report.figures)
+                                      report.figures, report.tables)
     return report
 
 

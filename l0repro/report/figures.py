@@ -6,6 +6,7 @@ removes a stale copy, so the output folder never shows a figure the runs do not 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
 from matplotlib.ticker import FuncFormatter
 
+from l0repro.record import atomic_write_bytes
 from l0repro.report.paper import Paper
 from l0repro.report.runs import Run
 
@@ -92,7 +94,9 @@ def _save(fig, out_dir: Path, name: str) -> list[Path]:
     paths = []
     for fmt in FORMATS:
         path = out_dir / f"{name}.{fmt}"
-        fig.savefig(path, format=fmt, metadata=METADATA[fmt], bbox_inches="tight")
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, metadata=METADATA[fmt], bbox_inches="tight")
+        atomic_write_bytes(path, buf.getvalue())
         paths.append(path)
     return paths
 

@@ -6,12 +6,15 @@ from collections import Counter
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
+from l0repro.record import atomic_write_text
 from l0repro.report.figures import Outcome
 from l0repro.report.paper import PaperTable
 from l0repro.report.runs import Excluded, Run
 
 RUNS_FILE = "runs.csv"
+REASONS_FILE = "reasons.yaml"  # hand-written: experiment -> most likely reason it misses
 
 
 def run_listing(runs: list[Run], excluded: list[Excluded]) -> pd.DataFrame:
@@ -43,8 +46,25 @@ def _counted(values: list) -> str:
     return ", ".join(f"`{v}` ({n} run{'s' if n > 1 else ''})" for v, n in sorted(counts.items()))
 
 
+def misses(frames: dict[str, pd.DataFrame], reasons: dict[str, str]) -> list[str]:
+    """One line per reproduced row whose verdict fails: by how much, and the likely reason
+    (hand-written in ``<out>/reasons.yaml``: experiment -> text)."""
+    lines = []
+    for key in sorted(frames):
+        df = frames[key]
+        failed = df[(df["source"] == "ours") & df["verdict"].fillna("").str.startswith("fail")]
+        for _, row in failed.iterrows():
+            reason = reasons.get(row["experiment"], "no reason recorded yet")
+            lines.append(f"- `{row['experiment']}` (lambdas {row['lambdas']}, {row['seeds']} "
+                         f"seed(s), {row['epochs']} epochs): {row['verdict']}. "
+                         f"Likely reason: {reason}")
+    return lines
+
+
 def readme(runs: list[Run], excluded: list[Excluded], sources: list[str],
-           tables: list[PaperTable], figures: list[Outcome]) -> str:
+           tables: list[PaperTable], figures: list[Outcome],
+           frames: dict[str, pd.DataFrame] | None = None,
+           reasons: dict[str, str] | None = None) -> str:
     """README.md for the output folder; depends only on the runs, never on the clock."""
     s = [r.summary for r in runs]
     finished = max((x.get("finished_at") or "" for x in s), default="")
@@ -79,6 +99,9 @@ def readme(runs: list[Run], excluded: list[Excluded], sources: list[str],
         if f.paths:
             names = ", ".join(f"`figures/{p.name}`" for p in f.paths)
             lines.append(f"| {names} | {f.caption} |")
+    missed = misses(frames or {}, reasons or {})
+    if missed:
+        lines += ["", "## Rows that miss the paper", "", *missed]
     missing = [f for f in figures if not f.paths]
     if missing:
         lines += ["", "## Figures not drawn", ""]
@@ -87,12 +110,15 @@ def readme(runs: list[Run], excluded: list[Excluded], sources: list[str],
 
 
 def write_index(out_dir: Path, runs: list[Run], excluded: list[Excluded], sources: list[str],
-                tables: list[PaperTable], figures: list[Outcome]) -> list[Path]:
+                tables: list[PaperTable], figures: list[Outcome],
+                frames: dict[str, pd.DataFrame] | None = None) -> list[Path]:
     """Write ``README.md`` and ``runs.csv`` into ``out_dir``."""
     out_dir = Path(out_dir)
     listing = out_dir / RUNS_FILE
-    listing.write_text(run_listing(runs, excluded).to_csv(index=False, float_format="%.4f",
+    atomic_write_text(listing, run_listing(runs, excluded).to_csv(index=False, float_format="%.4f",
                                                           lineterminator="\n"))
     path = out_dir / "README.md"
-    path.write_text(readme(runs, excluded, sources, tables, figures))
+    reasons_file = out_dir / REASONS_FILE
+    reasons = yaml.safe_load(reasons_file.read_text()) if reasons_file.exists() else {}
+    atomic_write_text(path, readme(runs, excluded, sources, tables, figures, frames, reasons or {}))
     return [path, listing]

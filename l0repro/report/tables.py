@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from l0repro.record import atomic_write_text
 from l0repro.report.paper import Paper, PaperRow, PaperTable
 from l0repro.report.runs import Excluded, Run
 
@@ -283,10 +284,10 @@ def write_table(df: pd.DataFrame, table: PaperTable, excluded: list[Excluded],
     shown = display(df, table)
     info, out = notes(df, table), left_out(table, excluded)
     csv = out_dir / f"{table.key}.csv"
-    csv.write_text(df.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
+    atomic_write_text(csv, df.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
     md = out_dir / f"{table.key}.md"
-    md.write_text(
-        f"# {table.title}\n\n" + shown.to_markdown(index=False, disable_numparse=True) + "\n\n"
+    atomic_write_text(
+        md, f"# {table.title}\n\n" + shown.to_markdown(index=False, disable_numparse=True) + "\n\n"
         + "".join(f"- {x}\n" for x in info)
         + f"\nRuns left out of this table: {len(out) or 'none'}\n"
         + ("\n" + "".join(f"- {x}\n" for x in out) if out else ""))
@@ -294,6 +295,6 @@ def write_table(df: pd.DataFrame, table: PaperTable, excluded: list[Excluded],
     latex = shown.to_latex(index=False, escape=True, caption=_latex_escape(table.title),
                            label=f"tab:{table.key}")
     latex = latex.replace("±", r"$\pm$")
-    tex.write_text(latex + "".join(f"% {x}\n" for x in info)
+    atomic_write_text(tex, latex + "".join(f"% {x}\n" for x in info)
                    + "".join(f"% left out: {x}\n" for x in out))
     return [md, csv, tex]
