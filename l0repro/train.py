@@ -27,6 +27,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+# as dp: hydra/launcher=slurm pickles this __main__ module's code by value, and cloudpickle reads
+# the names `distributed` and `config` as a use of torch.distributed.config, which it cannot pickle
+from l0repro import distributed as dp
 from l0repro import flops
 from l0repro.checkpoint import CheckpointError, config_differences, load_checkpoint, save_checkpoint
 from l0repro.config_check import ConfigError, check_config
@@ -45,7 +48,8 @@ from l0repro.record import (
 )
 from l0repro.wandb_logger import WandbLogger
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# SIGUSR2: what submitit (hydra/launcher=slurm) has SLURM send before a timeout or preemption
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 
 
 class TrainingDiverged(Exception):
@@ -98,7 +102,8 @@ class Trainer:
         self.run_dir = run_dir
         self.config = OmegaConf.to_container(cfg, resolve=True)
         tc = cfg.trainer
-        self.device = resolve_device(tc.device)
+        self.device = dp.local_device(resolve_device(tc.device))
+        self.rank, self.world = dp.rank(), dp.world_size()
         if self.device.type == "cpu":
             keep_freed_memory()
         torch.manual_seed(cfg.seed)
@@ -106,6 +111,8 @@ class Trainer:
                                              download=cfg.data.download,
                                              **(cfg.data.get("options") or {}))
         self.model: SparseModel = build_model(cfg.model).to(self.device)
+        if self.world > 1:  # same init on every rank (above); its own gate noise from here on
+            torch.manual_seed(dp.rank_seed(cfg.seed, self.rank))
         self.is_conv = any(isinstance(m, torch.nn.Conv2d) for m in self.model.modules())
         use_cl = self.is_conv if tc.channels_last == "auto" else bool(tc.channels_last)
         self.memory_format = torch.channels_last if use_cl else torch.contiguous_format
@@ -113,7 +120,11 @@ class Trainer:
         use_bf16 = self.device.type == "cuda" if tc.bf16 == "auto" else bool(tc.bf16)
         self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) \
             if use_bf16 else nullcontext
-        self.forward = torch.compile(self.model) if tc.compile else self.model
+        net = self.model
+        if self.world > 1:  # averages gradients, so the penalty every rank adds counts once
+            net = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.forward = torch.compile(net) if tc.compile else net
         self.ema = EMA(self.model, tc.ema_decay) if tc.ema_decay else None
         self.penalty = L0Penalty(self.model, self.data.n_train, tc.weight_decay)
         self.log_alphas = log_alphas(self.model)
@@ -121,7 +132,7 @@ class Trainer:
         self.scheduler = instantiate(cfg.scheduler)(self.optimizer)
         self.data_gen = torch.Generator(device=self.device)
         self.data_gen.manual_seed(cfg.seed)
-        self.steps_per_epoch = self.data.steps_per_epoch(tc.batch_size)
+        self.steps_per_epoch = self.data.steps_per_epoch(tc.batch_size, self.world)
         self.total_steps = self.steps_per_epoch * tc.epochs
         if tc.max_steps is not None:
             self.total_steps = min(self.total_steps, tc.max_steps)
@@ -155,12 +166,17 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "epoch_gen_state": self.epoch_gen_state,
             "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" and self.world == 1
+            else [],
             "rows": self.rows, "acc": self.acc,
             "best_error": self.best_error, "best_epoch": self.best_epoch,
             "elapsed": self.elapsed + (time.perf_counter() - self.t_start),
             "started_at": self.started_at, "wandb_run_id": self.wandb_run_id,
         }
+        if self.world > 1:  # a collective: every rank's gate-noise RNG, so resume is exact
+            state["rank_rng"] = dp.gather_objects(
+                (torch.get_rng_state(),
+                 torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None))
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -178,8 +194,19 @@ class Trainer:
                   "best_error", "best_epoch", "elapsed", "started_at", "wandb_run_id"):
             setattr(self, k, state[k])
         torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and self.device.type == "cuda":
+        if state["cuda_rng"] and self.device.type == "cuda" and self.world == 1:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if self.world > 1:
+            self._load_rank_rng(state.get("rank_rng"))
+
+    def _load_rank_rng(self, rank_rng: list | None) -> None:
+        if rank_rng is None or len(rank_rng) != self.world:  # saved by another number of ranks
+            torch.manual_seed(dp.rank_seed(self.cfg.seed, self.rank, self.step))
+            return
+        cpu, cuda = rank_rng[self.rank]
+        torch.set_rng_state(cpu)
+        if cuda is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda, self.device)
 
     # ---------------------------------------------------------------- pieces
     @property
@@ -225,6 +252,9 @@ class Trainer:
 
     def interval_row(self, kind: str) -> dict[str, Any]:
         """Sync the interval accumulators (one host sync) into a metrics row."""
+        if self.world > 1:  # every rank logs, and stops on a NaN, alike
+            self.acc["loss"], self.acc["ce"] = dp.mean([self.acc["loss"], self.acc["ce"]],
+                                                                self.device)
         n = self.acc["n"] or math.nan  # an epoch row right after a resume may cover no step
         row = {
             "step": self.step, "epoch": self.step / self.steps_per_epoch, "kind": kind,
@@ -273,12 +303,20 @@ class Trainer:
             "error": error, "wandb_run_id": self.wandb_run_id,
         }
 
-    def save(self) -> None:
-        """Checkpoint first, then metrics, then summary: the summary never runs ahead."""
-        if self.cfg.trainer.checkpoint:
-            save_checkpoint(self.run_dir, self.state_dict())
-        write_metrics(self.run_dir, self.rows)
-        write_summary(self.run_dir, self.summary("running"))
+    def save(self, status: str = "running") -> dict[str, Any]:
+        """Checkpoint first, then metrics, then summary: the summary never runs ahead.
+
+        Every rank calls it (the state gathers their RNG states); only rank 0 writes.
+        """
+        state = self.state_dict() if self.cfg.trainer.checkpoint else None
+        if dp.is_main():
+            if state is not None:
+                save_checkpoint(self.run_dir, state)
+            write_metrics(self.run_dir, self.rows)
+        summary = self.summary(status)
+        if dp.is_main():
+            write_summary(self.run_dir, summary)
+        return summary
 
     def end_epoch(self, complete_epoch: bool) -> None:
         row = self.interval_row("epoch") | self.evaluate()
@@ -302,23 +340,21 @@ class Trainer:
         if state is not None:
             self.load_state_dict(state)
         self.wandb = WandbLogger(
-            mode=self.cfg.logger.wandb.mode, project=self.cfg.logger.wandb.project,
-            entity=self.cfg.logger.wandb.entity, run_dir=self.run_dir, config=self.config,
+            mode=self.cfg.logger.wandb.mode if dp.is_main() else "disabled",
+            project=self.cfg.logger.wandb.project, entity=self.cfg.logger.wandb.entity,
+            run_dir=self.run_dir, config=self.config,
             name=f"{self.cfg.name}/seed{self.cfg.seed}", group=self.cfg.name,
             run_id=self.wandb_run_id, init_timeout=self.cfg.logger.wandb.init_timeout)
         self.wandb_run_id = self.wandb.run_id
         self.bar = tqdm(total=self.total_steps, initial=self.step, desc=self.cfg.name,
-                        disable=not tc.progress, dynamic_ncols=True, unit="step")
+                        disable=not tc.progress or not dp.is_main(), dynamic_ncols=True,
+                        unit="step")
         previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         try:
             self._loop()
             self.elapsed += time.perf_counter() - self.t_start
             self.t_start = time.perf_counter()
-            if tc.checkpoint:
-                save_checkpoint(self.run_dir, self.state_dict())
-            write_metrics(self.run_dir, self.rows)
-            summary = self.summary("complete")
-            write_summary(self.run_dir, summary)
+            summary = self.save("complete")
             self.wandb.summary(summary)
             self.wandb.finish(0)
             return summary
@@ -326,8 +362,9 @@ class Trainer:
             self.wandb.finish(1)
             raise
         except BaseException as e:
-            write_metrics(self.run_dir, self.rows)
-            write_summary(self.run_dir, self.summary("failed", error=f"{type(e).__name__}: {e}"))
+            if dp.is_main():
+                write_metrics(self.run_dir, self.rows)
+                write_summary(self.run_dir, self.summary("failed", error=f"{type(e).__name__}: {e}"))
             self.wandb.finish(1)
             raise
         finally:
@@ -365,15 +402,27 @@ class Trainer:
             if self.step % tc.log_every == 0 and not ends_epoch:  # the epoch row covers the end
                 self.log_row(self.interval_row("interval"))
                 self.bar.update(self.step - self.bar.n)
-            if self.stop_signal is not None:
+            if self._stop_requested(self.step % tc.log_every == 0 or ends_epoch):
                 self._preempt()
             if self.step >= self.total_steps:
                 break
         self.bar.update(self.step - self.bar.n)
 
+    def _stop_requested(self, sync_point: bool) -> bool:
+        """A stop signal arrived; across ranks, agreed on at sync points only (one all-reduce)."""
+        if self.world == 1:
+            return self.stop_signal is not None
+        if not sync_point:
+            return False
+        agreed = dp.max_int(self.stop_signal or 0, self.device)
+        if agreed:
+            self.stop_signal = agreed  # ranks that got no signal stop with the same code
+        return bool(agreed)
+
     def _preempt(self) -> None:
-        for k in ("loss", "ce"):
-            self.acc[k] = float(self.acc[k])
+        # rank 0's accumulators go into the checkpoint that every rank resumes from
+        self.acc["loss"], self.acc["ce"] = (float(v) for v in dp.mean(
+            [self.acc["loss"], self.acc["ce"]], self.device))
         self.save()
         raise Preempted(self.stop_signal)
 
@@ -398,12 +447,18 @@ def already_complete(run_dir: Path, config: dict[str, Any]) -> bool:
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train (or resume, or skip) the run configured by ``cfg`` in ``run_dir``."""
     check_config(cfg)
+    dp.init(resolve_device(cfg.trainer.device))
+    if cfg.trainer.batch_size % dp.world_size():
+        raise ConfigError(f"trainer.batch_size={cfg.trainer.batch_size} (the global batch) must be "
+                          f"divisible by the number of processes, {dp.world_size()}")
     run_dir.mkdir(parents=True, exist_ok=True)
     config = OmegaConf.to_container(cfg, resolve=True)
     if already_complete(run_dir, config):
-        print(f"{run_dir}: already complete, not retrained", file=sys.stderr)
+        if dp.is_main():
+            print(f"{run_dir}: already complete, not retrained", file=sys.stderr)
         return read_summary(run_dir)
-    atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    if dp.is_main():
+        atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     return Trainer(cfg, run_dir).fit()
 
 
@@ -417,10 +472,18 @@ def main(cfg: DictConfig) -> None:
         summary = run(cfg, run_dir)
     except Preempted as e:
         print(f"l0repro.train: {e} ({run_dir})", file=sys.stderr)
+        dp.finish()
+        handler = signal.getsignal(e.signum)  # the one fit() displaced, now back
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(e.signum, None)  # e.g. submitit's on SIGUSR2: requeue the job, which resumes
         sys.exit(128 + e.signum)
     except USER_ERRORS as e:
         print(f"l0repro.train: error ({type(e).__name__}): {e}", file=sys.stderr)
         sys.exit(2)
+    main_process = dp.is_main()
+    dp.finish()
+    if not main_process:
+        return
     print(f"{run_dir}: {summary['status']}, test error {100 * summary['test_error_final']:.2f}% "
           f"(best {100 * summary['test_error_best']:.2f}%), architecture "
           f"{'-'.join(map(str, summary['architecture']))}, expected FLOPs "

@@ -48,8 +48,11 @@ class DeviceData:
     def device(self) -> torch.device:
         return self.train_x.device
 
-    def steps_per_epoch(self, batch_size: int) -> int:
-        return -(-self.n_train // batch_size)
+    def steps_per_epoch(self, batch_size: int, world_size: int = 1) -> int:
+        """Batches per epoch; across ``world_size`` ranks, a last batch too small to give
+        every rank an example is dropped."""
+        full, rest = divmod(self.n_train, batch_size)
+        return full + (rest >= world_size)
 
     def _to_float(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float().div_(255.0)
@@ -59,14 +62,22 @@ class DeviceData:
 
     def train_batches(self, batch_size: int, generator: torch.Generator,
                       memory_format: torch.memory_format = torch.contiguous_format,
+                      rank: int = 0, world_size: int = 1,
                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch of shuffled (x, y) batches; the last batch may be smaller."""
+        """One epoch of shuffled (x, y) batches; the last batch may be smaller.
+
+        ``batch_size`` is the global batch. Every rank passes a generator in the same state,
+        so all draw the same order and augmentation; rank r keeps rows r, r + world_size, ...
+        of each batch: together the ranks see exactly the single-process batches.
+        """
         order = torch.randperm(self.n_train, device=self.device, generator=generator)
-        for start in range(0, self.n_train, batch_size):
+        for start in range(0, self.steps_per_epoch(batch_size, world_size) * batch_size, batch_size):
             idx = order[start:start + batch_size]
             x = self.train_x[idx].float().div_(255.0)
             if self.augment is not None:
-                x = self.augment(x, generator)
+                x = self.augment(x, generator)  # whole batch: the generator advances alike on all ranks
+            if world_size > 1:
+                x, idx = x[rank::world_size], idx[rank::world_size]
             if self._mean is not None:
                 x = (x - self._mean) / self._std
             yield x.contiguous(memory_format=memory_format), self.train_y[idx]
