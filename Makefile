@@ -7,7 +7,7 @@ DATA ?= $(or $(L0REPRO_DATA),data)
 SEEDS ?= 0,1,2
 CIFAR_SEEDS ?= 0
 
-.PHONY: install test test-slow lint bench demo reproduce-mnist reproduce-cifar report clean
+.PHONY: install test test-slow lint bench demo reproduce-mnist reproduce-cifar report publish clean
 
 install: $(STAMP)
 
@@ -49,6 +49,13 @@ reproduce-cifar: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/python -m l0repro.report --runs experiments --out results
+
+# copy the records (not checkpoints) of complete runs into results/runs and rebuild results/
+publish: $(STAMP)
+	@for s in $$(grep -l '"status": "complete"' $$(find experiments/table1 experiments/table2 experiments/sweeps -name summary.json 2>/dev/null)); do \
+		d=$$(dirname $$s); t=results/runs/$${d#experiments/}; mkdir -p $$t; \
+		cp $$d/summary.json $$d/metrics.csv $$d/config.yaml $$t/; echo "published $$t"; done
+	$(BIN)/python -m l0repro.report --runs results/runs --out results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
