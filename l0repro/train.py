@@ -244,9 +244,7 @@ class Trainer:
         n = len(self.data.test_y)
         out = {"test/error": float(errors) / n, "test/loss": float(loss) / n,
                "flops/pruned": flops.pruned_flops(model)}
-        names = list(self.model.unit_layers)
-        for name, kept in zip(names, self.model.architecture() if not self.ema
-                              else self.ema.module.architecture(), strict=True):
+        for name, kept in zip(self.model.unit_layers, model.architecture(), strict=True):
             out[f"kept/{name}"] = kept
         return out
 
