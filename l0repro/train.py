@@ -152,6 +152,7 @@ class Trainer:
         self.best_epoch = -1
         self.elapsed = 0.0  # training wall time of earlier sessions of this run
         self.started_at = now_iso()
+        self.git_commit = git_commit()  # the code this session of the run started with
         self.wandb_run_id: str | None = None
         self.stop_signal: int | None = None
 
@@ -295,7 +296,7 @@ class Trainer:
             "flops_dense": self.flops_dense, "params_kept": kept, "params_dense": dense,
             "wall_time_s": round(self.elapsed + time.perf_counter() - self.t_start, 2),
             "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
-            "torch_version": torch.__version__, "git_commit": git_commit(),
+            "torch_version": torch.__version__, "git_commit": self.git_commit,
             "started_at": self.started_at,
             "finished_at": now_iso() if status != "running" else None,
             "error": error, "wandb_run_id": self.wandb_run_id,
