@@ -78,11 +78,6 @@ def rank_seed(*keys: int) -> int:
     return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
 
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
-
-
 def mean(values: list[Any], device: torch.device) -> list[Any]:
     """Each value (number or 0-dim tensor) averaged over the ranks; unchanged in one process."""
     if world_size() == 1:

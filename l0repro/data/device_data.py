@@ -54,11 +54,8 @@ class DeviceData:
         full, rest = divmod(self.n_train, batch_size)
         return full + (rest >= world_size)
 
-    def _to_float(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float().div_(255.0)
-        if self._mean is not None:
-            x = (x - self._mean) / self._std
-        return x
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self._mean is None else (x - self._mean) / self._std
 
     def train_batches(self, batch_size: int, generator: torch.Generator,
                       memory_format: torch.memory_format = torch.contiguous_format,
@@ -78,13 +75,11 @@ class DeviceData:
                 x = self.augment(x, generator)  # whole batch: the generator advances alike on all ranks
             if world_size > 1:
                 x, idx = x[rank::world_size], idx[rank::world_size]
-            if self._mean is not None:
-                x = (x - self._mean) / self._std
-            yield x.contiguous(memory_format=memory_format), self.train_y[idx]
+            yield self._normalize(x).contiguous(memory_format=memory_format), self.train_y[idx]
 
     def test_batches(self, batch_size: int,
                      memory_format: torch.memory_format = torch.contiguous_format,
                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(self.test_y), batch_size):
-            x = self._to_float(self.test_x[start:start + batch_size])
+            x = self._normalize(self.test_x[start:start + batch_size].float().div_(255.0))
             yield x.contiguous(memory_format=memory_format), self.test_y[start:start + batch_size]
