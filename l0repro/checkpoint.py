@@ -12,7 +12,8 @@ from l0repro.record import atomic_write_bytes
 
 CHECKPOINT_FILE = "checkpoint.pt"
 # keys that may change between the run that wrote a checkpoint and the one resuming it
-RESUMABLE_KEYS = ("data.root", "data.download", "trainer.progress", "trainer.device")
+RESUMABLE_KEYS = ("data.root", "data.download", "trainer.progress", "trainer.device",
+                  "trainer.fused_gates")  # the same maths either way
 RESUMABLE_PREFIXES = ("logger.",)
 
 

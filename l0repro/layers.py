@@ -20,6 +20,7 @@ class L0Gate(nn.Module):
 
     In training mode ``forward`` draws a reparameterised sample: one shared vector, or
     one row per example when ``batch_size`` is given. In eval mode it returns ``z_hat``.
+    A shared sample drawn ahead by a ``GateBank`` (``preset``) is used, once, instead.
     """
 
     def __init__(self, n: int, init_drop_rate: float) -> None:
@@ -27,10 +28,20 @@ class L0Gate(nn.Module):
         self.n = n
         self.init_drop_rate = init_drop_rate
         self.log_alpha = nn.Parameter(gates.init_log_alpha(n, init_drop_rate))
+        self._preset: torch.Tensor | None = None
+
+    def preset(self, z: torch.Tensor) -> None:
+        """Make ``z`` (a shared sample of this gate) the next training forward's sample."""
+        if z.shape != (self.n,):
+            raise ValueError(f"a preset sample needs shape ({self.n},), got {tuple(z.shape)}")
+        self._preset = z
 
     def forward(self, batch_size: int | None = None) -> torch.Tensor:
         if not self.training:
             return gates.deterministic_gate(self.log_alpha)
+        if batch_size is None and self._preset is not None:
+            z, self._preset = self._preset, None
+            return z
         shape = (self.n,) if batch_size is None else (batch_size, self.n)
         return gates.sample_gate(self.log_alpha, shape)
 
@@ -76,14 +87,24 @@ class L0Linear(nn.Linear):
         # backward needs no gradient w.r.t. the input (a whole matmul saved on a first layer)
         return F.linear(x, self.weight * self.gate(), self.bias)
 
+    def l0_coef(self, n_train: int) -> float:
+        """lam / N * |g|: an input gate's group is its weight column (``out_features`` weights)."""
+        return self.lam / n_train * self.out_features
+
+    def expected_l2(self, weight_decay: float, p: torch.Tensor | None = None) -> torch.Tensor:
+        """wd/2 * (sum_j P(z_j != 0) ||w_j||^2 + ||b||^2): the input gates do not gate the bias."""
+        p = self.gate.prob_nonzero() if p is None else p
+        pen = 0.5 * weight_decay * (p * self.weight.pow(2).sum(0)).sum()
+        if self.bias is not None:
+            pen = pen + 0.5 * weight_decay * self.bias.pow(2).sum()
+        return pen
+
     def penalty(self, n_train: int, weight_decay: float) -> torch.Tensor:
         """sum_j P(z_j != 0) * (lam/N * |g_j| + wd/2 * ||w_j||^2) + wd/2 * ||b||^2."""
         p = self.gate.prob_nonzero()
-        pen = self.lam / n_train * self.out_features * p.sum()
+        pen = self.l0_coef(n_train) * p.sum()
         if weight_decay:  # skipped when 0: the column norms are the costliest part
-            pen = pen + 0.5 * weight_decay * (p * self.weight.pow(2).sum(0)).sum()
-            if self.bias is not None:  # the input gates do not gate the bias: plain L2
-                pen = pen + 0.5 * weight_decay * self.bias.pow(2).sum()
+            pen = pen + self.expected_l2(weight_decay, p)
         return pen
 
     def extra_repr(self) -> str:
@@ -118,15 +139,24 @@ class L0Conv2d(nn.Conv2d):
         k = self.weight[0].numel()
         return k + (1 if self.bias is not None else 0)
 
+    def l0_coef(self, n_train: int) -> float:
+        """lam / N * |g|: an output map's group is its filter and its bias."""
+        return self.lam / n_train * self.group_size()
+
+    def expected_l2(self, weight_decay: float, p: torch.Tensor | None = None) -> torch.Tensor:
+        """wd/2 * sum_j P(z_j != 0) * ||theta_j||^2, the bias inside each map's group."""
+        p = self.gate.prob_nonzero() if p is None else p
+        group_l2 = self.weight.pow(2).sum((1, 2, 3))
+        if self.bias is not None:
+            group_l2 = group_l2 + self.bias.pow(2)
+        return 0.5 * weight_decay * (p * group_l2).sum()
+
     def penalty(self, n_train: int, weight_decay: float) -> torch.Tensor:
         """sum_j P(z_j != 0) * (lam/N * |g_j| + wd/2 * ||theta_j||^2); the bias is in the group."""
         p = self.gate.prob_nonzero()
-        pen = self.lam / n_train * self.group_size() * p.sum()
+        pen = self.l0_coef(n_train) * p.sum()
         if weight_decay:
-            group_l2 = self.weight.pow(2).sum((1, 2, 3))
-            if self.bias is not None:
-                group_l2 = group_l2 + self.bias.pow(2)
-            pen = pen + 0.5 * weight_decay * (p * group_l2).sum()
+            pen = pen + self.expected_l2(weight_decay, p)
         return pen
 
     def extra_repr(self) -> str:
@@ -145,21 +175,32 @@ class L0Penalty:
     """The whole regulariser: gated layers' expected L0 + L2, plain L2 on every other parameter.
 
     ``log_alpha`` carries no penalty. Built once per model so the per-step call does no
-    module walking; calling it returns a 0-dim tensor.
+    module walking; calling it returns a 0-dim tensor. ``skip_l0`` names layers whose
+    expected-L0 term is computed elsewhere (by a ``GateBank``); their L2 part stays here.
+    ``active`` is False when nothing is left to compute.
     """
 
-    def __init__(self, model: nn.Module, n_train: int, weight_decay: float) -> None:
+    def __init__(self, model: nn.Module, n_train: int, weight_decay: float,
+                 skip_l0: list[nn.Module] | tuple[()] = ()) -> None:
         if n_train <= 0:
             raise ValueError(f"n_train must be positive, got {n_train}")
         self.layers = [layer for _, layer in gated_layers(model)]
         owned = {id(p) for layer in self.layers for p in layer.parameters()}
         self.plain = [p for p in model.parameters() if id(p) not in owned]
+        skipped = {id(m) for m in skip_l0}
+        self.l0_layers = {id(layer) for layer in self.layers if id(layer) not in skipped}
         self.n_train = n_train
         self.weight_decay = weight_decay
         self.device = next(model.parameters()).device
+        self.active = bool(self.l0_layers or (weight_decay and (self.layers or self.plain)))
+
+    def _layer_term(self, layer: GatedLayer) -> torch.Tensor | None:
+        if id(layer) in self.l0_layers:
+            return layer.penalty(self.n_train, self.weight_decay)
+        return layer.expected_l2(self.weight_decay) if self.weight_decay else None
 
     def __call__(self) -> torch.Tensor:
-        terms = [layer.penalty(self.n_train, self.weight_decay) for layer in self.layers]
+        terms = [t for t in map(self._layer_term, self.layers) if t is not None]
         if self.weight_decay and self.plain:
             sq = torch._foreach_norm(self.plain)
             terms.append(0.5 * self.weight_decay * torch.stack(sq).pow(2).sum())

@@ -22,7 +22,7 @@ from l0repro.checkpoint import load_checkpoint
 from l0repro.config_check import ConfigError
 from l0repro.data.augment import random_crop_flip
 from l0repro.data.device_data import DeviceData
-from l0repro.layers import log_alphas
+from l0repro.layers import log_alphas, model_penalty
 from l0repro.record import read_run
 from l0repro.train import Trainer, run
 from tests.conftest import REPO, compose_train, data_root, require
@@ -130,7 +130,8 @@ def test_averaged_gradient_counts_the_l0_penalty_once(two_ranks):
         for r in range(2):
             torch.manual_seed(100 + r)
             ces.append(F.cross_entropy(model(x[r::2]), y[r::2]))
-        (torch.stack(ces).mean() + penalty_weight * trainer.penalty()).backward()
+        full_penalty = model_penalty(model, trainer.data.n_train, trainer.cfg.trainer.weight_decay)
+        (torch.stack(ces).mean() + penalty_weight * full_penalty).backward()
         return [a.grad.clone() for a in log_alphas(model)]
 
     expected, twice = grads(1.0), grads(2.0)

@@ -2,8 +2,11 @@
 
 Times ``Trainer.train_epoch`` (600 steps: sampling gates, penalty, Adam, log-alpha clamp,
 EMA, and a metrics row with expected FLOPs every ``log_every`` steps) for each L0
-experiment beside the same loop on the dense model, and prints the gates' overhead.
-Evaluation is not timed. Usage: ``python -m l0repro.bench mnist [--epochs 3] [--models mlp lenet5]``.
+experiment beside the same loop on the dense model, and prints the gates' overhead as the
+median of paired epoch-time ratios (epochs alternate L0/dense, so both see the same machine
+load). Evaluation is not timed. ``--unfused`` times the L0 model with each layer sampling
+its own gates (``trainer.fused_gates=false``) instead of the fused ``GateBank``.
+Usage: ``python -m l0repro.bench mnist [--epochs 5] [--models mlp lenet5] [--unfused]``.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 TARGET_S = {"mlp": 2.0, "lenet5": 11.0}  # issue 2: s/epoch on the 2-core dev machine
 
 
-def make_trainer(experiment: str, data_root: str, device: str, run_dir: Path) -> Trainer:
+def make_trainer(experiment: str, data_root: str, device: str, run_dir: Path,
+                 extra: tuple[str, ...] = ()) -> Trainer:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         cfg = compose("train", overrides=[
             f"experiment={experiment}", f"data.root={data_root}", f"trainer.device={device}",
-            "logger.wandb.mode=disabled", "trainer.progress=false"])
+            "logger.wandb.mode=disabled", "trainer.progress=false", *extra])
     trainer = Trainer(cfg, run_dir)
     trainer.wandb = WandbLogger("disabled", "", None, run_dir, {}, "", "")
     trainer.bar = tqdm(disable=True)
@@ -53,28 +57,36 @@ def time_epoch(trainer: Trainer) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m l0repro.bench mnist", description=__doc__)
     parser.add_argument("--models", nargs="+", default=["mlp", "lenet5"], choices=["mlp", "lenet5"])
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per model (median)")
+    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per model (median)")
     parser.add_argument("--data-root", default=None, help="MNIST directory (default: $L0REPRO_DATA or data)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--unfused", action="store_true", help="L0 layers sample their own gates")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     import os
     root = args.data_root or os.environ.get("L0REPRO_DATA", "data")
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")
-    print(f"{'model':8} {'L0 s/epoch':>11} {'dense s/epoch':>14} {'overhead':>9} {'target':>8}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, "
+          f"gates {'per layer' if args.unfused else 'fused (GateBank)'}")
+    print(f"{'model':8} {'L0 s/epoch':>11} {'dense s/epoch':>14} {'overhead':>9} {'range':>12} {'target':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
-            trainers = {m: make_trainer(f"table1/{model}_{m}", root, args.device, Path(tmp))
+            extra = {"l0": ("trainer.fused_gates=false",) if args.unfused else (), "dense": ()}
+            trainers = {m: make_trainer(f"table1/{model}_{m}", root, args.device, Path(tmp), extra[m])
                         for m in ("l0", "dense")}
             for t in trainers.values():  # warm-up epoch
                 time_epoch(t)
             times = {m: [] for m in trainers}
-            for _ in range(args.epochs):  # interleaved, so both see the same machine load
-                for m, t in trainers.items():
-                    times[m].append(time_epoch(t))
+            ratios = []
+            for r in range(args.epochs):  # interleaved, alternating order (ABBA): both see the same load
+                for m in (("l0", "dense") if r % 2 == 0 else ("dense", "l0")):
+                    times[m].append(time_epoch(trainers[m]))
+                ratios.append(times["l0"][-1] / times["dense"][-1])
             l0, dense = (statistics.median(times[m]) for m in ("l0", "dense"))
+            overhead = 100 * (statistics.median(ratios) - 1)  # median of paired ratios
+            spread = f"{100 * (min(ratios) - 1):.0f}..{100 * (max(ratios) - 1):.0f}%"
             verdict = "ok" if l0 <= TARGET_S[model] else "MISSED"
-            print(f"{model:8} {l0:11.2f} {dense:14.2f} {100 * (l0 / dense - 1):8.1f}% "
+            verdict += ", overhead ok" if overhead < 15 else ", overhead MISSED"
+            print(f"{model:8} {l0:11.2f} {dense:14.2f} {overhead:8.1f}% {spread:>12} "
                   f"{TARGET_S[model]:6.1f}s {verdict}")

@@ -1,7 +1,8 @@
 """Training throughput of the L0 WRN against the dropout WRN on the current device.
 
 Both run the same step: augment a batch of synthetic uint8 images held on the device,
-forward, cross-entropy + ``model_penalty``, backward, SGD step, gate clamp. No host sync
+forward, cross-entropy + penalty (gates drawn by the fused ``GateBank`` as in training),
+backward, SGD step, gate clamp. No host sync
 inside the timed loop; timing uses CUDA events on GPU and ``perf_counter`` on CPU, after
 warm-up. Achieved TFLOP/s counts 3 x the dense forward FLOPs per image (forward + two
 backward matmuls/convs per layer): the gated convs compute every map, closed or not.
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 
 from l0repro.data.augment import random_crop_flip
 from l0repro.flops import dense_flops
+from l0repro.gate_bank import GateBank
 from l0repro.layers import L0Penalty, clamp_gates_, log_alphas
 from l0repro.models.wrn import WideResNet
 
@@ -75,17 +77,21 @@ def bench_method(method: str, args: argparse.Namespace, device: torch.device, bf
     model = model.to(memory_format=fmt).train()
     flops_fwd = dense_flops(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
-    penalty, gate_params = L0Penalty(model, N_TRAIN, 5e-4), log_alphas(model)  # as train.py
     fwd = torch.compile(model) if args.compile else model
+    # as train.py: the fused gate bank unless compiled; the L2 parts stay with L0Penalty
+    bank = GateBank(model, N_TRAIN) if not args.compile and method == "l0" else None
+    penalty = L0Penalty(model, N_TRAIN, 5e-4, skip_l0=bank.layers if bank else ())
+    gate_params = log_alphas(model)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
     def step() -> None:
         idx = torch.randint(0, n_data, (args.batch_size,), device=device, generator=gen)
         x = random_crop_flip(images[idx].float().div_(255.0), gen)
         x = ((x - mean) / std).contiguous(memory_format=fmt)
+        reg = penalty() + bank.draw() if bank else penalty()  # the bank draws before the forward
         with autocast:
             logits = fwd(x)
-        loss = F.cross_entropy(logits.float(), labels[idx]) + penalty()
+        loss = F.cross_entropy(logits.float(), labels[idx]) + reg
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

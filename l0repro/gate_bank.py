@@ -1,0 +1,87 @@
+"""Every gate of a model sampled, and the expected-L0 penalty computed, in one fused op.
+
+Per gated layer a training step otherwise runs about two dozen small kernels (noise,
+sample, penalty and their backwards); for the MNIST models on a CPU their launch cost
+rivals the layers' matmuls. ``GateBank`` draws all shared-sample gates from one noise
+tensor inside a single autograd Function whose backward is written out, hands each gate
+its sample for the next forward pass (``L0Gate.preset``), and returns the expected-L0
+part of the penalty. The maths is ``gates``' own: the same hard-concrete sample, the same
+``P(z != 0)``. On a CPU the noise is even the same stream as per-layer sampling in
+forward order (one ``uniform_`` over the concatenation draws what the per-layer calls
+would), so fused and per-layer training agree to rounding (tests/test_gate_bank.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from l0repro import gates
+from l0repro.layers import GatedLayer, L0Gate, gated_layers
+
+
+class _SampleAndPenalise(torch.autograd.Function):
+    """(coef, sizes, u, *log_alphas) -> (sum_j coef_j P(z_j != 0), z for each gate vector)."""
+
+    @staticmethod
+    def forward(ctx, coef: torch.Tensor, sizes: list[int], u: torch.Tensor, *log_alphas: torch.Tensor):
+        la = torch.cat(log_alphas)
+        s = torch.logit(u).add_(la).mul_(1.0 / gates.BETA).sigmoid_()
+        t = s.mul(gates.ZETA - gates.GAMMA).add_(gates.GAMMA)  # stretched, before the clamp
+        z = t.clamp(0.0, 1.0)
+        dz = s.mul(1.0 - s).mul_((gates.ZETA - gates.GAMMA) / gates.BETA)  # dz/dlog_alpha inside
+        p = gates.prob_nonzero(la)
+        penalty = torch.dot(coef, p)
+        dpen = p.mul_(1.0 - p).mul_(coef)  # d penalty / d log_alpha
+        ctx.save_for_backward(t, dz, dpen)
+        ctx.sizes = sizes
+        return (penalty, *z.split(sizes))
+
+    @staticmethod
+    def backward(ctx, grad_penalty: torch.Tensor, *grad_z: torch.Tensor | None):
+        t, dz, dpen = ctx.saved_tensors
+        if all(g is None for g in grad_z):
+            grad = dpen * grad_penalty
+        else:
+            grad = torch.cat([torch.zeros(n, device=t.device, dtype=t.dtype) if g is None else g
+                              for g, n in zip(grad_z, ctx.sizes, strict=True)])
+            # zero where the clamp is active (t <= 0 or t >= 1): one kernel
+            grad = torch.ops.aten.hardtanh_backward(grad, t, 0.0, 1.0).mul_(dz)
+            grad.addcmul_(dpen, grad_penalty)
+        return (None, None, None, *grad.split(ctx.sizes))
+
+
+class GateBank:
+    """Draws the gates of every gated layer of ``model`` at once; see the module docstring.
+
+    Call ``draw()`` before each training forward pass; it returns the expected-L0 penalty
+    ``sum_layers lambda / N * |group| * sum_j P(z_j != 0)`` (the L2 parts stay with
+    ``L0Penalty``). Layers that sample per example keep sampling themselves.
+    """
+
+    def __init__(self, model: nn.Module, n_train: int) -> None:
+        if n_train <= 0:
+            raise ValueError(f"n_train must be positive, got {n_train}")
+        layers = [layer for _, layer in gated_layers(model) if not layer.per_example]
+        self.layers: list[GatedLayer] = layers  # their expected-L0 term is drawn here
+        self.gates: list[L0Gate] = [layer.gate for layer in layers]
+        self.sizes = [g.n for g in self.gates]
+        self.coef = torch.cat([torch.full((g.n,), layer.l0_coef(n_train), dtype=torch.float64)
+                               for g, layer in zip(self.gates, layers, strict=True)]) \
+            if layers else torch.zeros(0, dtype=torch.float64)
+
+    def __len__(self) -> int:
+        return len(self.gates)
+
+    def draw(self) -> torch.Tensor:
+        """Sample every gate for the next forward pass; returns their expected-L0 penalty."""
+        la0 = self.gates[0].log_alpha
+        if self.coef.device != la0.device or self.coef.dtype != la0.dtype:  # follows the model
+            self.coef = self.coef.to(la0)
+        u = torch.empty(sum(self.sizes), device=la0.device, dtype=la0.dtype)
+        u.uniform_(gates.EPS, 1.0 - gates.EPS)
+        penalty, *zs = _SampleAndPenalise.apply(self.coef, self.sizes, u,
+                                                *(g.log_alpha for g in self.gates))
+        for gate, z in zip(self.gates, zs, strict=True):
+            gate.preset(z)
+        return penalty
