@@ -1,0 +1,17 @@
+"""The README's code examples run as written."""
+
+import re
+
+from tests.conftest import REPO
+
+
+def test_own_model_example_runs_and_trains_the_gates():
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### The layers in your own model"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    model, gates = namespace["model"], namespace["gates"]
+    assert len(gates) == 2 and all(g.grad is not None and g.grad.abs().sum() > 0 for g in gates)
+    assert float(namespace["loss"].detach()) > 0
+    assert model[0].gate.log_alpha.shape == (8,) and model[3].gate.log_alpha.shape == (8 * 26 * 26,)
