@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from l0repro import gates
-from l0repro.layers import GatedLayer, L0Gate, gated_layers
+from l0repro.layers import GatedLayer, L0Gate, L0Penalty, gated_layers
 
 
 class _SampleAndPenalise(torch.autograd.Function):
@@ -26,28 +26,21 @@ class _SampleAndPenalise(torch.autograd.Function):
     @staticmethod
     def forward(ctx, coef: torch.Tensor, sizes: list[int], u: torch.Tensor, *log_alphas: torch.Tensor):
         la = torch.cat(log_alphas)
-        s = torch.logit(u).add_(la).mul_(1.0 / gates.BETA).sigmoid_()
-        t = s.mul(gates.ZETA - gates.GAMMA).add_(gates.GAMMA)  # stretched, before the clamp
-        z = t.clamp(0.0, 1.0)
-        dz = s.mul(1.0 - s).mul_((gates.ZETA - gates.GAMMA) / gates.BETA)  # dz/dlog_alpha inside
+        s, t = gates.stretched_sample(la, u)
         p = gates.prob_nonzero(la)
         penalty = torch.dot(coef, p)
-        dpen = p.mul_(1.0 - p).mul_(coef)  # d penalty / d log_alpha
-        ctx.save_for_backward(t, dz, dpen)
+        dpen = p.mul_(1.0 - p).mul_(coef)  # d penalty / d log_alpha (sigmoid's derivative)
+        ctx.save_for_backward(t, gates.sample_slope(s), dpen)
         ctx.sizes = sizes
-        return (penalty, *z.split(sizes))
+        return (penalty, *t.clamp(0.0, 1.0).split(sizes))
 
     @staticmethod
-    def backward(ctx, grad_penalty: torch.Tensor, *grad_z: torch.Tensor | None):
-        t, dz, dpen = ctx.saved_tensors
-        if all(g is None for g in grad_z):
-            grad = dpen * grad_penalty
-        else:
-            grad = torch.cat([torch.zeros(n, device=t.device, dtype=t.dtype) if g is None else g
-                              for g, n in zip(grad_z, ctx.sizes, strict=True)])
-            # zero where the clamp is active (t <= 0 or t >= 1): one kernel
-            grad = torch.ops.aten.hardtanh_backward(grad, t, 0.0, 1.0).mul_(dz)
-            grad.addcmul_(dpen, grad_penalty)
+    def backward(ctx, grad_penalty: torch.Tensor, *grad_z: torch.Tensor):
+        # autograd materialises the gradient of an unused output as zeros: none is None
+        t, slope, dpen = ctx.saved_tensors
+        # zero where the clamp is active (t <= 0 or t >= 1): one kernel
+        grad = torch.ops.aten.hardtanh_backward(torch.cat(grad_z), t, 0.0, 1.0).mul_(slope)
+        grad.addcmul_(dpen, grad_penalty)
         return (None, None, None, *grad.split(ctx.sizes))
 
 
@@ -84,4 +77,25 @@ class GateBank:
                                                 *(g.log_alpha for g in self.gates))
         for gate, z in zip(self.gates, zs, strict=True):
             gate.preset(z)
+        return penalty
+
+
+class StepPenalty:
+    """A training step's whole penalty: the bank's expected L0 (drawing the gates) + ``L0Penalty``.
+
+    Call it before the forward pass. ``fused=False`` (or a model without shared-sample gates)
+    leaves the sampling to the layers and the whole penalty to ``L0Penalty``. Returns None
+    when there is nothing to add (a dense model without weight decay).
+    """
+
+    def __init__(self, model: nn.Module, n_train: int, weight_decay: float, fused: bool = True) -> None:
+        bank = GateBank(model, n_train) if fused else None
+        self.bank = bank if bank is not None and len(bank) else None
+        self.rest = L0Penalty(model, n_train, weight_decay,
+                              skip_l0=self.bank.layers if self.bank else ())
+
+    def __call__(self) -> torch.Tensor | None:
+        penalty = self.bank.draw() if self.bank else None
+        if self.rest.active:
+            penalty = self.rest() if penalty is None else penalty + self.rest()
         return penalty

@@ -22,27 +22,40 @@ LOG_ALPHA_MAX = math.log(1e2)
 PRUNE_THRESHOLD = math.log(-GAMMA / ZETA)
 
 
+def stretched_sample(log_alpha: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s, t): s = sigmoid((logit(u) + log_alpha) / beta), t = s * (zeta - gamma) + gamma.
+
+    The training sample is ``t`` clamped to [0, 1]; ``s`` gives its derivative (``sample_slope``).
+    """
+    s = torch.logit(u).add_(log_alpha).mul_(1.0 / BETA).sigmoid_()
+    return s, s.mul(ZETA - GAMMA).add_(GAMMA)
+
+
+def sample_slope(s: torch.Tensor) -> torch.Tensor:
+    """dz/dlog_alpha = (zeta - gamma) / beta * s * (1 - s) where 0 < t < 1 (0 where clamped)."""
+    return s.mul(1.0 - s).mul_((ZETA - GAMMA) / BETA)
+
+
 class _HardConcreteSample(torch.autograd.Function):
     """z = clamp(sigmoid((logit(u) + log_alpha) / beta) * (zeta - gamma) + gamma, 0, 1).
 
-    The same maths as composing the torch ops, with the pathwise gradient written out,
-    dz/dlog_alpha = (zeta - gamma) / beta * s * (1 - s) where 0 < z < 1, else 0, so a
-    training step runs a handful of in-place kernels instead of a dozen autograd nodes.
+    The same maths as composing the torch ops, with the pathwise gradient written out
+    (``sample_slope`` where the clamp is inactive, else 0), so a training step runs a
+    handful of in-place kernels instead of a dozen autograd nodes.
     """
 
     @staticmethod
     def forward(ctx, log_alpha: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        s = torch.logit(u).add_(log_alpha).mul_(1.0 / BETA).sigmoid_()
-        z = s.mul(ZETA - GAMMA).add_(GAMMA).clamp_(0.0, 1.0)
-        ctx.save_for_backward(s, z)
-        ctx.reduce_batch = z.dim() > log_alpha.dim()
-        return z
+        s, t = stretched_sample(log_alpha, u)
+        ctx.save_for_backward(s, t)
+        ctx.reduce_batch = t.dim() > log_alpha.dim()
+        return t.clamp(0.0, 1.0)
 
     @staticmethod
     def backward(ctx, grad_z: torch.Tensor):
-        s, z = ctx.saved_tensors
-        inside = (z > 0) & (z < 1)
-        grad = grad_z * s * (1.0 - s) * inside * ((ZETA - GAMMA) / BETA)
+        s, t = ctx.saved_tensors
+        # hardtanh_backward zeroes the gradient where the clamp is active (t <= 0 or t >= 1)
+        grad = torch.ops.aten.hardtanh_backward(grad_z, t, 0.0, 1.0).mul_(sample_slope(s))
         return (grad.sum(0) if ctx.reduce_batch else grad), None
 
 

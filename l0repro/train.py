@@ -35,9 +35,9 @@ from l0repro.checkpoint import CheckpointError, config_differences, load_checkpo
 from l0repro.config_check import ConfigError, check_config
 from l0repro.data import DataError, DeviceData, load_dataset
 from l0repro.ema import EMA
-from l0repro.gate_bank import GateBank
+from l0repro.gate_bank import StepPenalty
 from l0repro.host_allocator import keep_freed_memory
-from l0repro.layers import L0Penalty, clamp_gates_, expected_l0, log_alphas
+from l0repro.layers import clamp_gates_, expected_l0, log_alphas
 from l0repro.models.base import SparseModel
 from l0repro.record import (
     CONFIG_FILE,
@@ -129,12 +129,8 @@ class Trainer:
         self.ema = EMA(self.model, tc.ema_decay) if tc.ema_decay else None
         # the fused sampler hands the gates their samples outside the model's forward, which a
         # compiled forward would not see: with trainer.compile each layer samples itself
-        self.gate_bank = GateBank(self.model, self.data.n_train) \
-            if tc.fused_gates and not tc.compile else None
-        if self.gate_bank is not None and not len(self.gate_bank):
-            self.gate_bank = None
-        self.penalty = L0Penalty(self.model, self.data.n_train, tc.weight_decay,
-                                 skip_l0=self.gate_bank.layers if self.gate_bank else ())
+        self.penalty = StepPenalty(self.model, self.data.n_train, tc.weight_decay,
+                                   fused=tc.fused_gates and not tc.compile)
         self.log_alphas = log_alphas(self.model)
         self.optimizer = instantiate(cfg.optim)(self.model.parameters())
         self.scheduler = instantiate(cfg.scheduler)(self.optimizer)
@@ -222,15 +218,8 @@ class Trainer:
     def eval_model(self) -> torch.nn.Module:
         return self.ema.module if self.ema else self.model
 
-    def regulariser(self) -> torch.Tensor | None:
-        """This step's penalty; with a gate bank, also draws every gate for the next forward."""
-        penalty = self.gate_bank.draw() if self.gate_bank else None
-        if self.penalty.active:
-            penalty = self.penalty() if penalty is None else penalty + self.penalty()
-        return penalty
-
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        penalty = self.regulariser()  # before the forward: it may draw the gates
+        penalty = self.penalty()  # before the forward: it may draw the gates
         with self.autocast():
             logits = self.forward(x)
         ce = F.cross_entropy(logits.float(), y)

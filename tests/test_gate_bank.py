@@ -140,7 +140,7 @@ def test_fused_and_per_layer_training_agree(tmp_path, experiment):
                              "logger.wandb.mode=disabled", "trainer.progress=false",
                              f"trainer.fused_gates={str(fused).lower()}"])
         trainer = Trainer(cfg, tmp_path / str(fused))
-        assert (trainer.gate_bank is not None) == fused
+        assert (trainer.penalty.bank is not None) == fused
         trainer.model.train()
         batches = trainer.data.train_batches(100, trainer.data_gen)
         losses = [trainer.train_step(x, y)[0] for _, (x, y) in zip(range(10), batches, strict=False)]

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from l0repro.data.augment import random_crop_flip
 from l0repro.flops import dense_flops
-from l0repro.gate_bank import GateBank
-from l0repro.layers import L0Penalty, clamp_gates_, log_alphas
+from l0repro.gate_bank import StepPenalty
+from l0repro.layers import clamp_gates_, log_alphas
 from l0repro.models.wrn import WideResNet
 
 CIFAR10_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
@@ -78,9 +78,7 @@ def bench_method(method: str, args: argparse.Namespace, device: torch.device, bf
     flops_fwd = dense_flops(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
     fwd = torch.compile(model) if args.compile else model
-    # as train.py: the fused gate bank unless compiled; the L2 parts stay with L0Penalty
-    bank = GateBank(model, N_TRAIN) if not args.compile and method == "l0" else None
-    penalty = L0Penalty(model, N_TRAIN, 5e-4, skip_l0=bank.layers if bank else ())
+    penalty = StepPenalty(model, N_TRAIN, 5e-4, fused=not args.compile)  # as train.py
     gate_params = log_alphas(model)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
@@ -88,7 +86,7 @@ def bench_method(method: str, args: argparse.Namespace, device: torch.device, bf
         idx = torch.randint(0, n_data, (args.batch_size,), device=device, generator=gen)
         x = random_crop_flip(images[idx].float().div_(255.0), gen)
         x = ((x - mean) / std).contiguous(memory_format=fmt)
-        reg = penalty() + bank.draw() if bank else penalty()  # the bank draws before the forward
+        reg = penalty()  # before the forward: it draws the gates (weight decay: never None)
         with autocast:
             logits = fwd(x)
         loss = F.cross_entropy(logits.float(), labels[idx]) + reg
