@@ -26,21 +26,18 @@ class _SampleAndPenalise(torch.autograd.Function):
     @staticmethod
     def forward(ctx, coef: torch.Tensor, sizes: list[int], u: torch.Tensor, *log_alphas: torch.Tensor):
         la = torch.cat(log_alphas)
-        s, t = gates.stretched_sample(la, u)
+        s, z = gates.sample_from_noise(la, u)
         p = gates.prob_nonzero(la)
-        penalty = torch.dot(coef, p)
-        dpen = p.mul_(1.0 - p).mul_(coef)  # d penalty / d log_alpha (sigmoid's derivative)
-        ctx.save_for_backward(t, gates.sample_slope(s), dpen)
+        ctx.save_for_backward(s, z, p, coef)
         ctx.sizes = sizes
-        return (penalty, *t.clamp(0.0, 1.0).split(sizes))
+        return (torch.dot(coef, p), *z.split(sizes))
 
     @staticmethod
     def backward(ctx, grad_penalty: torch.Tensor, *grad_z: torch.Tensor):
         # autograd materialises the gradient of an unused output as zeros: none is None
-        t, slope, dpen = ctx.saved_tensors
-        # zero where the clamp is active (t <= 0 or t >= 1): one kernel
-        grad = torch.ops.aten.hardtanh_backward(torch.cat(grad_z), t, 0.0, 1.0).mul_(slope)
-        grad.addcmul_(dpen, grad_penalty)
+        s, z, p, coef = ctx.saved_tensors
+        grad = gates.sample_backward(torch.cat(grad_z), s, z)
+        grad.addcmul_(gates.prob_nonzero_backward(coef, p), grad_penalty)
         return (None, None, None, *grad.split(ctx.sizes))
 
 

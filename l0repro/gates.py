@@ -22,40 +22,48 @@ LOG_ALPHA_MAX = math.log(1e2)
 PRUNE_THRESHOLD = math.log(-GAMMA / ZETA)
 
 
-def stretched_sample(log_alpha: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(s, t): s = sigmoid((logit(u) + log_alpha) / beta), t = s * (zeta - gamma) + gamma.
+# prob_nonzero(log_alpha) = sigmoid(log_alpha - LOG_ODDS_SHIFT)
+LOG_ODDS_SHIFT = BETA * math.log(-GAMMA / ZETA)
 
-    The training sample is ``t`` clamped to [0, 1]; ``s`` gives its derivative (``sample_slope``).
+
+def sample_from_noise(log_alpha: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s, z): s = sigmoid((logit(u) + log_alpha) / beta), z = clamp(s * (zeta - gamma) + gamma, 0, 1).
+
+    ``z`` is the training sample; ``s`` is what its derivative needs (``sample_backward``).
+    Six kernels, four of them in place.
     """
     s = torch.logit(u).add_(log_alpha).mul_(1.0 / BETA).sigmoid_()
-    return s, s.mul(ZETA - GAMMA).add_(GAMMA)
+    return s, torch.mul(s, ZETA - GAMMA).add_(GAMMA).clamp_(0.0, 1.0)
 
 
-def sample_slope(s: torch.Tensor) -> torch.Tensor:
-    """dz/dlog_alpha = (zeta - gamma) / beta * s * (1 - s) where 0 < t < 1 (0 where clamped)."""
-    return s.mul(1.0 - s).mul_((ZETA - GAMMA) / BETA)
+def sample_backward(grad_z: torch.Tensor, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """d/dlog_alpha through the sample: grad_z * (zeta - gamma) / beta * s * (1 - s) where 0 < z < 1.
+
+    Where the clamp is active (z == 0 or z == 1, i.e. the stretched value is outside (0, 1))
+    the gradient is 0; ``hardtanh_backward`` applies that mask in one kernel.
+    """
+    grad = torch.ops.aten.hardtanh_backward(grad_z, z, 0.0, 1.0)
+    return torch.ops.aten.sigmoid_backward(grad, s).mul_((ZETA - GAMMA) / BETA)
 
 
 class _HardConcreteSample(torch.autograd.Function):
     """z = clamp(sigmoid((logit(u) + log_alpha) / beta) * (zeta - gamma) + gamma, 0, 1).
 
     The same maths as composing the torch ops, with the pathwise gradient written out
-    (``sample_slope`` where the clamp is inactive, else 0), so a training step runs a
-    handful of in-place kernels instead of a dozen autograd nodes.
+    (``sample_backward``), so a training step runs a handful of in-place kernels instead
+    of a dozen autograd nodes.
     """
 
     @staticmethod
     def forward(ctx, log_alpha: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        s, t = stretched_sample(log_alpha, u)
-        ctx.save_for_backward(s, t)
-        ctx.reduce_batch = t.dim() > log_alpha.dim()
-        return t.clamp(0.0, 1.0)
+        s, z = sample_from_noise(log_alpha, u)
+        ctx.save_for_backward(s, z)
+        ctx.reduce_batch = z.dim() > log_alpha.dim()
+        return z
 
     @staticmethod
     def backward(ctx, grad_z: torch.Tensor):
-        s, t = ctx.saved_tensors
-        # hardtanh_backward zeroes the gradient where the clamp is active (t <= 0 or t >= 1)
-        grad = torch.ops.aten.hardtanh_backward(grad_z, t, 0.0, 1.0).mul_(sample_slope(s))
+        grad = sample_backward(grad_z, *ctx.saved_tensors)
         return (grad.sum(0) if ctx.reduce_batch else grad), None
 
 
@@ -77,7 +85,12 @@ def deterministic_gate(log_alpha: torch.Tensor) -> torch.Tensor:
 
 def prob_nonzero(log_alpha: torch.Tensor) -> torch.Tensor:
     """P(z != 0) = sigmoid(log_alpha - beta * log(-gamma / zeta)); the expected L0 per gate."""
-    return torch.sigmoid(log_alpha - BETA * math.log(-GAMMA / ZETA))
+    return torch.sub(log_alpha, LOG_ODDS_SHIFT).sigmoid_()
+
+
+def prob_nonzero_backward(grad: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """d/dlog_alpha of ``grad * prob_nonzero(log_alpha)`` given p = that probability: grad * p * (1 - p)."""
+    return torch.ops.aten.sigmoid_backward(grad, p)
 
 
 def prob_zero(log_alpha: torch.Tensor) -> torch.Tensor:
