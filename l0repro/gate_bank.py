@@ -87,7 +87,7 @@ class StepPenalty:
 
     def __init__(self, model: nn.Module, n_train: int, weight_decay: float, fused: bool = True) -> None:
         bank = GateBank(model, n_train) if fused else None
-        self.bank = bank if bank is not None and len(bank) else None
+        self.bank = bank if bank else None  # a bank without gates (a dense model) is empty
         self.rest = L0Penalty(model, n_train, weight_decay,
                               skip_l0=self.bank.layers if self.bank else ())
 
