@@ -83,6 +83,12 @@ def dense_flops(model: nn.Module) -> float:
 
 
 @torch.no_grad()
+def expected_params(model: nn.Module) -> torch.Tensor:
+    """Expected weights + biases of the linear and conv layers under the training gates (0-dim)."""
+    return torch.stack([t.params() for t in _terms(model, expected_measure)]).sum()
+
+
+@torch.no_grad()
 def param_counts(model: nn.Module) -> tuple[int, int]:
     """(kept, dense) weights + biases of the linear and conv layers."""
     kept = torch.stack([t.params() for t in _terms(model, pruned_measure)]).sum()

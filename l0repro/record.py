@@ -4,7 +4,9 @@ A run directory holds
   ``config.yaml``   the resolved Hydra config,
   ``metrics.csv``   one row per logging interval and one per epoch end (columns below),
   ``summary.json``  the run's outcome (``SUMMARY_KEYS``), status ``running``/``complete``/``failed``,
-  ``checkpoint.pt`` the last end-of-epoch checkpoint (not needed by the report).
+  ``checkpoint.pt`` the last end-of-epoch checkpoint (not needed by the report),
+  ``weights.pt``    written when the run completes: the state dict evaluation used (the EMA
+                    weights when EMA is on), fp32 on the CPU, for ``l0repro.compact``.
 Every file is replaced atomically (write a temp file, fsync, rename), so a reader sees
 the old version or the new one, never half of one. ``summary.json`` says ``complete``
 only after the final evaluation's metrics are on disk.
@@ -19,6 +21,7 @@ z_hat != 0 for each counted layer).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 SUMMARY_KEYS = (
     "experiment", "model", "dataset", "method", "lambdas", "seed", "epochs", "epochs_completed",
@@ -38,6 +42,7 @@ STATUSES = ("running", "complete", "failed")
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "weights.pt"
 
 
 class RecordError(Exception):
@@ -78,6 +83,15 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
         raise ValueError(f"summary status must be one of {STATUSES}, got {summary.get('status')!r}")
     text = json.dumps(_json_safe(summary), indent=2, sort_keys=True)
     atomic_write_text(Path(run_dir) / SUMMARY_FILE, text + "\n")
+
+
+def write_weights(run_dir: Path, state_dict: dict[str, Any]) -> None:
+    """``weights.pt``: ``state_dict`` as fp32 CPU tensors (loads with ``weights_only=True``)."""
+    plain = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype)
+             for k, v in state_dict.items()}
+    buf = io.BytesIO()
+    torch.save(plain, buf)
+    atomic_write_bytes(Path(run_dir) / WEIGHTS_FILE, buf.getvalue())
 
 
 def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:

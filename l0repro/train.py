@@ -34,6 +34,7 @@ from l0repro import flops
 from l0repro.checkpoint import CheckpointError, config_differences, load_checkpoint, save_checkpoint
 from l0repro.config_check import ConfigError, check_config
 from l0repro.data import DataError, DeviceData, load_dataset
+from l0repro.data.validation import split_for_run
 from l0repro.ema import EMA
 from l0repro.gate_bank import StepPenalty
 from l0repro.host_allocator import keep_freed_memory
@@ -46,6 +47,7 @@ from l0repro.record import (
     read_summary,
     write_metrics,
     write_summary,
+    write_weights,
 )
 from l0repro.wandb_logger import WandbLogger
 
@@ -111,6 +113,11 @@ class Trainer:
         self.data: DeviceData = load_dataset(cfg.data.name, cfg.data.root, self.device,
                                              download=cfg.data.download,
                                              **(cfg.data.get("options") or {}))
+        n_penalty = self.data.n_train  # the full training set's N, also in a selection run
+        # data.validation=n: train on the rest, evaluate on n held-out images, never on test
+        self.data, self.validation = split_for_run(self.data, cfg.data.get("validation"),
+                                                   cfg.data.get("validation_seed", 0))
+        self.eval_split = "val" if self.validation else "test"
         self.model: SparseModel = build_model(cfg.model).to(self.device)
         if self.world > 1:  # same init on every rank (above); its own gate noise from here on
             torch.manual_seed(dp.rank_seed(cfg.seed, self.rank))
@@ -129,7 +136,7 @@ class Trainer:
         self.ema = EMA(self.model, tc.ema_decay) if tc.ema_decay else None
         # the fused sampler hands the gates their samples outside the model's forward, which a
         # compiled forward would not see: with trainer.compile each layer samples itself
-        self.penalty = StepPenalty(self.model, self.data.n_train, tc.weight_decay,
+        self.penalty = StepPenalty(self.model, n_penalty, tc.weight_decay,
                                    fused=tc.fused_gates and not tc.compile)
         self.log_alphas = log_alphas(self.model)
         self.optimizer = instantiate(cfg.optim)(self.model.parameters())
@@ -247,8 +254,9 @@ class Trainer:
                 logits = model(x).float()
             errors += (logits.argmax(1) != y).sum()
             loss += F.cross_entropy(logits, y, reduction="sum")
-        n = len(self.data.test_y)
-        out = {"test/error": float(errors) / n, "test/loss": float(loss) / n,
+        n = len(self.data.test_y)  # the validation set in a selection run
+        split = self.eval_split
+        out = {f"{split}/error": float(errors) / n, f"{split}/loss": float(loss) / n,
                "flops/pruned": flops.pruned_flops(model)}
         for name, kept in zip(self.model.unit_layers, model.architecture(), strict=True):
             out[f"kept/{name}"] = kept
@@ -284,6 +292,8 @@ class Trainer:
         last = epoch_rows[-1] if epoch_rows else {}
         kept, dense = flops.param_counts(self.eval_model)
         model_cfg = self.cfg.model
+        best = self.best_error if epoch_rows else None
+        selection = self.validation is not None
         return {
             "experiment": self.cfg.name, "model": model_cfg.name, "dataset": self.cfg.data.name,
             "method": model_cfg.method, "lambdas": list(self.model.lambdas),
@@ -291,12 +301,19 @@ class Trainer:
             "epochs_completed": self.epoch, "steps": self.step,
             "max_steps": self.cfg.trainer.max_steps, "status": status,
             "test_error_final": last.get("test/error"),
-            "test_error_best": self.best_error if epoch_rows else None,
+            "test_error_best": None if selection else best,
             "best_epoch": self.best_epoch if epoch_rows else None,
+            # a selection run: judged on data.validation held-out training images, test never seen
+            "selection_run": selection,
+            "validation": self.validation.record() if selection else None,
+            "val_error_final": last.get("val/error"), "val_error_best": best if selection else None,
             "layer_names": list(self.model.unit_layers),
             "architecture": self.eval_model.architecture(),
             "full_architecture": self.model.full_architecture(),
+            # expected: the live training model's gates (what Fig. 3 plots); pruned/kept: the
+            # test-time network (EMA weights, units with z_hat == 0 removed)
             "expected_flops_final": float(flops.expected_flops(self.model)),
+            "expected_params_final": float(flops.expected_params(self.model)),
             "flops_pruned": flops.pruned_flops(self.eval_model),
             "flops_dense": self.flops_dense, "params_kept": kept, "params_dense": dense,
             "wall_time_s": round(self.elapsed + time.perf_counter() - self.t_start, 2),
@@ -317,6 +334,8 @@ class Trainer:
             if state is not None:
                 save_checkpoint(self.run_dir, state)
             write_metrics(self.run_dir, self.rows)
+            if status == "complete":  # the weights evaluation used, for l0repro.compact
+                write_weights(self.run_dir, self.eval_model.state_dict())
         summary = self.summary(status)
         if dp.is_main():
             write_summary(self.run_dir, summary)
@@ -329,11 +348,12 @@ class Trainer:
             self.batch_in_epoch = 0
             self.epoch_gen_state = self.data_gen.get_state()
             self.scheduler.step()
-        if row["test/error"] < self.best_error:
-            self.best_error, self.best_epoch = row["test/error"], self.epoch
+        error = row[f"{self.eval_split}/error"]
+        if error < self.best_error:
+            self.best_error, self.best_epoch = error, self.epoch
         self.log_row(row)
         self.bar.set_postfix(epoch=f"{self.epoch}/{self.cfg.trainer.epochs}",
-                             test_err=f"{100 * row['test/error']:.2f}%",
+                             **{f"{self.eval_split}_err": f"{100 * error:.2f}%"},
                              flops=f"{100 * row['flops/expected'] / self.flops_dense:.1f}%")
 
     # ---------------------------------------------------------------- loop
@@ -488,8 +508,9 @@ def main(cfg: DictConfig) -> None:
     dp.finish()
     if not main_process:
         return
-    print(f"{run_dir}: {summary['status']}, test error {100 * summary['test_error_final']:.2f}% "
-          f"(best {100 * summary['test_error_best']:.2f}%), architecture "
+    split = "val" if summary["selection_run"] else "test"
+    print(f"{run_dir}: {summary['status']}, {split} error {100 * summary[f'{split}_error_final']:.2f}% "
+          f"(best {100 * summary[f'{split}_error_best']:.2f}%), architecture "
           f"{'-'.join(map(str, summary['architecture']))}, expected FLOPs "
           f"{100 * summary['expected_flops_final'] / summary['flops_dense']:.1f}% of dense",
           file=sys.stderr)

@@ -11,6 +11,7 @@ from torch import nn
 from l0repro.flops import FlopTerm, UnitMeasure, ones, pruned_measure
 from l0repro.layers import L0Conv2d, L0Linear
 from l0repro.models.base import SparseModel, check_method, per_layer
+from l0repro.models.init import apply_init
 
 
 class MLP(SparseModel):
@@ -21,6 +22,8 @@ class MLP(SparseModel):
         lambdas: L0 strength ``c`` per layer (fc1, fc2, fc3), or one value for all.
         init_drop_rates: initial dropout rate per layer (paper: 0.2 on the input, 0.5 after).
         per_example: one gate sample per example instead of one per minibatch.
+        init: weight init, ``he`` (the authors' code: He-normal, zero biases) or ``torch``
+            (PyTorch's layer defaults); see ``l0repro.models.init``.
     """
 
     name = "mlp"
@@ -28,7 +31,7 @@ class MLP(SparseModel):
     def __init__(self, method: str = "l0", lambdas: float | Sequence[float] = 0.1,
                  init_drop_rates: Sequence[float] = (0.2, 0.5, 0.5),
                  hidden: Sequence[int] = (300, 100), in_features: int = 784,
-                 num_classes: int = 10, per_example: bool = False) -> None:
+                 num_classes: int = 10, per_example: bool = False, init: str = "he") -> None:
         super().__init__()
         self.method = check_method(method, ("l0", "dense"))
         sizes = [in_features, *hidden, num_classes]
@@ -44,6 +47,7 @@ class MLP(SparseModel):
                 layer = nn.Linear(sizes[i], sizes[i + 1])
             self.add_module(name, layer)
         self.layer_names = names
+        apply_init(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
@@ -67,13 +71,15 @@ class LeNet5(SparseModel):
     No padding, ReLU after every layer but the last. With ``method='l0'`` the convs gate
     their output maps and the fully connected layers gate their inputs; the paper's
     architecture string counts, in order, conv1 maps, conv2 maps, fc1 inputs, fc2 inputs.
+    ``init`` is ``he`` (the authors' code) or ``torch``, as for ``MLP``.
     """
 
     name = "lenet5"
 
     def __init__(self, method: str = "l0", lambdas: float | Sequence[float] = 0.1,
                  init_drop_rates: float | Sequence[float] = 0.5, in_channels: int = 1,
-                 image_size: int = 28, num_classes: int = 10, per_example: bool = False) -> None:
+                 image_size: int = 28, num_classes: int = 10, per_example: bool = False,
+                 init: str = "he") -> None:
         super().__init__()
         self.method = check_method(method, ("l0", "dense"))
         names = ["conv1", "conv2", "fc1", "fc2"]
@@ -96,6 +102,7 @@ class LeNet5(SparseModel):
             self.conv2 = nn.Conv2d(20, 50, 5)
             self.fc1 = nn.Linear(flat, 500)
             self.fc2 = nn.Linear(500, num_classes)
+        apply_init(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
