@@ -52,7 +52,8 @@ def test_table1_aggregates_complete_seeds_only(report):
     assert row["error_best_mean"] == pytest.approx(sum(errors) / 3 - 0.1, abs=1e-4)
     # Per-layer means 220, 210.33, 99.67 round to 220-210-100.
     assert row["architecture"] == "220-210-100"
-    assert row["flops_pct"] == pytest.approx(32.0)
+    assert row["expected_flops_pct"] == pytest.approx(32.0)
+    assert row["pruned_flops_pct"] == pytest.approx(32.0)
     assert row["params_kept"] == 530_000
     assert row["paper_error"] == pytest.approx(1.4) and row["paper_architecture"] == "219-214-100"
 
@@ -69,7 +70,7 @@ def test_verdicts(report):
     assert _row(df, "table1/lenet5_l0")["verdict"].startswith("fail: conv2 10 vs 25 (-60%)")
     dense = _row(df, "table1/mlp_dense")
     assert dense["verdict"] == "" and dense["paper_error"] == ""
-    assert dense["method"] == "dense baseline (ours)" and dense["flops_pct"] == "100.0000"
+    assert dense["method"] == "dense baseline (ours)" and dense["expected_flops_pct"] == "100.0000"
     assert _row(df, "table1/mlp_l0_sep")["verdict"] == "not run"
     reference = df[(df["source"] == "paper") & (df["method"] == "SBP")].iloc[0]
     assert reference["paper_architecture"] == "3-18-284-283" and reference["verdict"] == ""
@@ -79,12 +80,13 @@ def _stats(error: float, arch: list[int]) -> Stats:
     return Stats(seeds=1, epochs=200, error_final_mean=error, error_final_std=math.nan,
                  error_best_mean=error, error_best_std=math.nan, architecture=arch,
                  full_architecture=[20, 50, 800, 500], layers=["conv1", "conv2", "fc1", "fc2"],
-                 flops_pct=10.0, params_kept=1)
+                 expected_flops_pct=10.0, pruned_flops_pct=9.0, expected_params=1.0,
+                 params_kept=1)
 
 
 def test_verdict_tolerances():
     paper = load_paper()
-    table1, table2 = paper.tables
+    table1, table2 = paper.tables[:2]
     lenet = table1.row_for("table1/lenet5_l0")  # 0.9 %, 20-25-45-462
     assert verdict(_stats(1.1, [20, 25, 45, 462]), lenet, table1) == "pass"  # exactly 0.2 off
     assert verdict(_stats(1.05, [25, 25, 45, 462]), lenet, table1) == "pass"  # 25 % more units
@@ -129,7 +131,7 @@ def test_figures_written_only_with_runs_behind_them(report):
     # No CIFAR runs: no WRN figure, and the stale one from before is gone.
     assert not (figures / "fig4_wrn.png").exists() and not (figures / "fig4_wrn.pdf").exists()
     lines = summary_lines(report["report"], report["out"])
-    assert "figure fig4_wrn: not drawn (no complete runs on CIFAR)" in lines
+    assert "figure fig4_wrn: not drawn (no complete table2/ runs on CIFAR)" in lines
     assert "figure fig3_flops_mnist: written" in lines
 
 
@@ -152,13 +154,24 @@ def test_readme_says_which_runs_made_the_files(report):
 
 def test_paper_numbers_and_marks():
     paper = load_paper()
-    table1, table2 = paper.tables
+    table1, table2 = paper.tables[:2]
     assert all(r.error.mark in ("v", "?") for t in paper.tables for r in t.rows)
     sep = table1.row_for("table1/mlp_l0_sep")
     assert (sep.architecture.value, sep.architecture.mark, sep.error.value, sep.error.mark) == \
         ("266-88-33", "v", 1.8, "?")
+    assert sep.error.alt.value == 1.6 and "RigL" in sep.error.alt.source
     lenet = table1.row_for("table1/lenet5_l0")
     assert lenet.arch_units() == [20, 25, 45, 462] and lenet.error.verified
+    assert lenet.architecture.verified and "1811.03060" in lenet.architecture.source
+    # every checked number names its source (PAPER.md's confirmations)
+    assert all(m.source for t in paper.tables for r in t.rows for m in (r.error, r.architecture)
+               if m is not None and m.verified)
+    marks = {r.experiment: r.error.mark for r in table2.rows}
+    assert marks == {"table2/wrn_c10_plain": "v", "table2/wrn_c10_dropout": "v",
+                     "table2/wrn_c10_l0_001": "v", "table2/wrn_c10_l0_002": "?",
+                     "table2/wrn_c100_plain": "v", "table2/wrn_c100_dropout": "v",
+                     "table2/wrn_c100_l0_001": "?", "table2/wrn_c100_l0_002": "?"}
+    assert table1.row_for("table1/mlp_l0").error.mark == "?"
     assert table1.row_for("table1/mlp_dense") is None
     expected = {"table2/wrn_c10_plain": 4.00, "table2/wrn_c100_plain": 19.25,
                 "table2/wrn_c10_dropout": 3.89, "table2/wrn_c100_dropout": 18.85,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from l0repro.report import evidence, index, selection, sources, tables
 from l0repro.report import figures as figs
-from l0repro.report import index, sources, tables
 from l0repro.report.paper import Paper, load_paper
 from l0repro.report.runs import Excluded, Run, group, select
 
@@ -42,17 +42,23 @@ def make_report(runs_dir: Path | None, out_dir: Path, wandb_path: str | None = N
         names.append(f"wandb project `{wandb_path}` ({len(r) + len(e)} runs)")
     runs, excluded = select(read, excluded)
     groups = group(runs)
+    # selection runs (judged on validation) and evidence runs never enter a table row
+    apart = {k: v for k, v in groups.items()
+             if paper.set_apart(k[0]) or any(r.selection for r in v)}
+    table_groups = {k: v for k, v in groups.items() if k not in apart}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(runs, excluded, names)
     for table in paper.tables:
-        df = tables.build_table(table, paper, groups)
+        df = tables.build_table(table, paper, table_groups)
         report.tables[table.key] = df
         report.files += tables.write_table(df, table, excluded, out_dir)
-    report.figures = figs.draw_all(groups, paper, out_dir / "figures")
+    report.files += selection.write_selection(paper, apart, table_groups, out_dir)
+    report.files += evidence.write_evidence(paper, apart, table_groups, out_dir)
+    report.figures = figs.draw_all(table_groups, paper, out_dir / "figures")
     report.files += [p for f in report.figures for p in f.paths]
     report.files += index.write_index(out_dir, runs, excluded, names, list(paper.tables),
-                                      report.figures, report.tables)
+                                      report.figures, report.tables, report.files)
     return report
 
 

@@ -139,11 +139,13 @@ def fig_flops_mnist(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] |
     return _save(fig, out_dir, "fig3_flops_mnist")
 
 
-def fig_wrn(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | str:
-    """Paper Fig. 4: expected FLOPs of the L0 WRNs, and their training curves against dropout."""
-    keys = [k for k in groups if k[2] in CIFAR]
+def fig_wrn(groups: Groups, paper: Paper, out_dir: Path, prefix: str = "table2/",
+            name: str = "fig4_wrn") -> list[Path] | str:
+    """Paper Fig. 4: expected FLOPs of the L0 WRNs, and their training curves against dropout
+    (the runs of the experiments named ``prefix...``)."""
+    keys = [k for k in groups if k[2] in CIFAR and k[0].startswith(prefix)]
     if not keys:
-        return "no complete runs on CIFAR"
+        return f"no complete {prefix} runs on CIFAR"
     datasets = [d for d in CIFAR if any(k[2] == d for k in keys)]
     fig = Figure(figsize=(5 * len(datasets), 10))
     axes = fig.subplots(3, len(datasets), squeeze=False)
@@ -169,7 +171,12 @@ def fig_wrn(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | str:
             ax.set_title(f"{dataset}: {ylabel}")
             ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, out_dir, "fig4_wrn")
+    return _save(fig, out_dir, name)
+
+
+def fig_wrn_cpu(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | str:
+    """Fig. 4 for the CPU-scale companion runs (table2s/)."""
+    return fig_wrn(groups, paper, out_dir, prefix="table2s/", name="fig4_wrn_cpu")
 
 
 def fig_kept_units(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | str:
@@ -183,7 +190,7 @@ def fig_kept_units(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | 
         arch = np.array([r.summary["architecture"] for r in runs], dtype=float)
         full = np.array(runs[0].summary["full_architecture"], dtype=float)
         x = np.arange(len(full))
-        table = paper.table_for(key[2])
+        table = paper.table_for(key[2], key[0])
         prow = table.row_for(key[0]) if table else None
         theirs = prow.arch_units() if prow else None
         has_paper = theirs is not None and len(theirs) == len(full)
@@ -235,6 +242,10 @@ FIGURES: dict[str, tuple[Callable, str]] = {
                                           "(paper Fig. 3)"),
     "fig4_wrn": (fig_wrn, "WRN-28-10: expected FLOPs, test error and training loss over "
                           "epochs, L0 against dropout (paper Fig. 4)"),
+    "fig4_wrn_cpu": (fig_wrn_cpu, "Table 2 at CPU scale (WRN-16, short schedule): expected "
+                                  "FLOPs, test error and training loss over epochs, L0 with "
+                                  "shared and per-example gates against dropout (Fig. 4's "
+                                  "panels for these runs, not the paper's setting)"),
     "kept_units": (fig_kept_units, "kept units per layer, ours against the paper's"),
     "error_vs_flops": (fig_error_vs_flops, "final test error against expected FLOPs, "
                                            "every complete run"),

@@ -13,11 +13,21 @@ MARKS = ("v", "?")
 
 
 @dataclass(frozen=True)
+class Quote:
+    """The same number as quoted elsewhere with another value (shown beside the paper's)."""
+
+    value: Any
+    source: str
+
+
+@dataclass(frozen=True)
 class Marked:
-    """A number from the paper and whether it was checked (``v``) or not (``?``)."""
+    """A number from the paper and whether it was checked (``v``, with its ``source``) or not (``?``)."""
 
     value: Any
     mark: str
+    source: str | None = None
+    alt: Quote | None = None
 
     @property
     def verified(self) -> bool:
@@ -26,6 +36,24 @@ class Marked:
     def show(self, fmt: str = "{}") -> str:
         text = fmt.format(self.value)
         return text if self.verified else f"{text} ?"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A sweep of selection runs (judged on validation) and the table row it chooses for."""
+
+    sweep: str  # experiment name of the selection runs
+    row: str  # experiment name of the row
+    error_window: float  # points of validation error within which the architecture decides
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Runs that show what one choice changes, compared seed by seed with a table row."""
+
+    experiment: str
+    compare_with: str
+    label: str
 
 
 @dataclass(frozen=True)
@@ -56,6 +84,11 @@ class PaperTable:
     error_tolerance: float
     arch_tolerance: float | None
     rows: tuple[PaperRow, ...]
+    experiments: str = ""  # prefix of the experiment names the table holds
+    per_layer: bool = False  # show kept units per layer even without a paper architecture
+
+    def holds(self, experiment: str, dataset: str) -> bool:
+        return dataset in self.datasets and experiment.startswith(self.experiments)
 
     def row_for(self, experiment: str) -> PaperRow | None:
         return next((r for r in self.rows if r.experiment == experiment), None)
@@ -66,9 +99,23 @@ class Paper:
     networks: dict[str, str]
     own: dict[str, str]
     tables: tuple[PaperTable, ...]
+    selections: tuple[Selection, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
 
-    def table_for(self, dataset: str) -> PaperTable | None:
-        return next((t for t in self.tables if dataset in t.datasets), None)
+    def table_for(self, dataset: str, experiment: str = "") -> PaperTable | None:
+        return next((t for t in self.tables if t.holds(experiment, dataset)), None)
+
+    def table_row(self, experiment: str) -> tuple[PaperTable, PaperRow] | None:
+        for t in self.tables:
+            row = t.row_for(experiment)
+            if row is not None:
+                return t, row
+        return None
+
+    def set_apart(self, experiment: str) -> bool:
+        """Selection and evidence runs: never aggregated into a table row."""
+        return any(experiment == s.sweep for s in self.selections) or \
+            any(experiment == e.experiment for e in self.evidence)
 
 
 def _marked(raw: dict[str, Any] | None, where: str) -> Marked | None:
@@ -77,7 +124,13 @@ def _marked(raw: dict[str, Any] | None, where: str) -> Marked | None:
     mark = str(raw.get("mark"))
     if mark not in MARKS or "value" not in raw:
         raise ValueError(f"{where}: expected {{value: ..., mark: v|?}}, got {raw!r}")
-    return Marked(raw["value"], mark)
+    if mark == "v" and not raw.get("source"):
+        raise ValueError(f"{where}: a checked (v) number needs its source, got {raw!r}")
+    alt = raw.get("alt")
+    if alt is not None and not ("value" in alt and alt.get("source")):
+        raise ValueError(f"{where}.alt: expected {{value: ..., source: ...}}, got {alt!r}")
+    return Marked(raw["value"], mark, raw.get("source"),
+                  Quote(alt["value"], alt["source"]) if alt else None)
 
 
 def load_paper(path: Path = PAPER_FILE) -> Paper:
@@ -100,6 +153,11 @@ def load_paper(path: Path = PAPER_FILE) -> Paper:
             decimals=int(t["decimals"]),
             error_tolerance=float(t["error_tolerance"]),
             arch_tolerance=None if tol is None else float(tol), rows=tuple(rows),
+            experiments=str(t.get("experiments") or ""), per_layer=bool(t.get("per_layer")),
         ))
+    selections = tuple(Selection(k, v["row"], float(v["error_window"]))
+                       for k, v in (data.get("selection") or {}).items())
+    evidence = tuple(Evidence(k, v["compare_with"], v["label"])
+                     for k, v in (data.get("evidence") or {}).items())
     return Paper(networks=dict(data.get("networks") or {}), own=dict(data.get("own") or {}),
-                 tables=tuple(tables))
+                 tables=tuple(tables), selections=selections, evidence=evidence)

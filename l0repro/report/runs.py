@@ -10,9 +10,20 @@ from typing import Any
 import pandas as pd
 
 # Summary fields the tables need from a complete run, with the type each must have.
-NUMBERS = ("test_error_final", "test_error_best", "expected_flops_final", "flops_dense",
-           "params_kept", "params_dense")
+NUMBERS = ("expected_flops_final", "flops_dense", "params_kept", "params_dense")
 LISTS = ("lambdas", "architecture", "full_architecture")
+# A selection run (data.validation) is judged on held-out training images and never on test.
+ERRORS = {False: ("test_error_final", "test_error_best"),
+          True: ("val_error_final", "val_error_best")}
+
+
+def is_selection(summary: dict[str, Any]) -> bool:
+    return bool(summary.get("selection_run"))
+
+
+def error_keys(summary: dict[str, Any]) -> tuple[str, str]:
+    """(final, best) error fields of this run: validation for a selection run, else test."""
+    return ERRORS[is_selection(summary)]
 
 
 @dataclass
@@ -29,6 +40,10 @@ class Run:
         s = self.summary
         return (s["experiment"], s["model"], s["dataset"], s["method"],
                 tuple(float(x) for x in s["lambdas"]), int(s["epochs"]))
+
+    @property
+    def selection(self) -> bool:
+        return is_selection(self.summary)
 
     @property
     def layer_names(self) -> list[str]:
@@ -55,7 +70,7 @@ def _is_number(x: Any) -> bool:
 
 def summary_problem(summary: dict[str, Any]) -> str | None:
     """Why a summary that claims ``complete`` cannot be aggregated, or None if it can."""
-    for k in NUMBERS:
+    for k in (*error_keys(summary), *NUMBERS):
         if not _is_number(summary.get(k)):
             return f"summary field {k!r} is not a finite number ({summary.get(k)!r})"
     for k in LISTS:

@@ -16,16 +16,17 @@ import pandas as pd
 
 from l0repro.record import atomic_write_text
 from l0repro.report.paper import Paper, PaperRow, PaperTable
-from l0repro.report.runs import Excluded, Run
+from l0repro.report.runs import Excluded, Run, error_keys
 
 EPS = 1e-9  # so that a difference of exactly the tolerance passes despite float rounding
 
 CSV_COLUMNS = [
     "source", "network", "method", "experiment", "dataset", "lambdas", "seeds", "epochs",
     "error_final_mean", "error_final_std", "error_best_mean", "error_best_std",
-    "architecture", "layers", "kept_units", "total_units", "flops_pct", "params_kept",
-    "paper_error", "paper_error_mark", "paper_architecture", "paper_architecture_mark",
-    "verdict",
+    "architecture", "layers", "kept_units", "total_units", "expected_flops_pct",
+    "pruned_flops_pct", "expected_params", "params_kept",
+    "paper_error", "paper_error_mark", "paper_error_alt", "paper_architecture",
+    "paper_architecture_mark", "verdict",
 ]
 
 
@@ -42,7 +43,9 @@ class Stats:
     architecture: list[int]  # per-layer mean over seeds, rounded half up
     full_architecture: list[int]
     layers: list[str]
-    flops_pct: float
+    expected_flops_pct: float  # live training gates at the end, P(z != 0) (the paper's Fig. 3)
+    pruned_flops_pct: float  # the test-time network: units with z_hat == 0 removed
+    expected_params: float  # NaN for records written before it was logged
     params_kept: int
 
 
@@ -54,20 +57,31 @@ def _std(a: np.ndarray) -> float:
     return float(a.std(ddof=1)) if len(a) > 1 else math.nan
 
 
+def _mean_of(s: list[dict], key: str) -> float:
+    values = [x.get(key) for x in s]
+    return float(np.mean(values)) if all(isinstance(v, (int, float)) for v in values) else math.nan
+
+
 def aggregate(runs: list[Run]) -> Stats:
-    """Mean and sample std over seeds of the final and best test error; mean of the rest."""
+    """Mean and sample std over seeds of the final and best error (test; validation for
+    selection runs); mean of the rest."""
     s = [r.summary for r in runs]
-    final = np.array([x["test_error_final"] * 100 for x in s])
-    best = np.array([x["test_error_best"] * 100 for x in s])
+    final_key, best_key = error_keys(s[0])
+    final = np.array([x[final_key] * 100 for x in s])
+    best = np.array([x[best_key] * 100 for x in s])
     arch = np.array([x["architecture"] for x in s], dtype=float).reshape(len(s), -1)
     flops = np.array([x["expected_flops_final"] / x["flops_dense"] * 100 for x in s])
+    pruned = [x.get("flops_pruned") for x in s]
+    pruned_pct = float(np.mean([p / x["flops_dense"] * 100 for p, x in zip(pruned, s, strict=True)])) \
+        if all(isinstance(p, (int, float)) for p in pruned) else math.nan
     return Stats(
         seeds=len(s), epochs=int(s[0]["epochs"]),
         error_final_mean=float(final.mean()), error_final_std=_std(final),
         error_best_mean=float(best.mean()), error_best_std=_std(best),
         architecture=[_round(u) for u in arch.mean(axis=0)],
         full_architecture=[int(u) for u in s[0]["full_architecture"]],
-        layers=runs[0].layer_names, flops_pct=float(flops.mean()),
+        layers=runs[0].layer_names, expected_flops_pct=float(flops.mean()),
+        pruned_flops_pct=pruned_pct, expected_params=_mean_of(s, "expected_params_final"),
         params_kept=_round(float(np.mean([x["params_kept"] for x in s]))),
     )
 
@@ -121,6 +135,7 @@ def _paper_cells(row: PaperRow | None) -> dict:
     arch = row.architecture
     return {
         "paper_error": float(row.error.value), "paper_error_mark": row.error.mark,
+        "paper_error_alt": None if row.error.alt is None else float(row.error.alt.value),
         "paper_architecture": None if arch is None else str(arch.value),
         "paper_architecture_mark": None if arch is None else arch.mark,
     }
@@ -135,8 +150,9 @@ def _our_cells(key: tuple, stats: Stats) -> dict:
         "error_best_mean": stats.error_best_mean, "error_best_std": stats.error_best_std,
         "architecture": "-".join(str(u) for u in stats.architecture),
         "layers": "-".join(stats.layers), "kept_units": sum(stats.architecture),
-        "total_units": sum(stats.full_architecture), "flops_pct": stats.flops_pct,
-        "params_kept": stats.params_kept,
+        "total_units": sum(stats.full_architecture),
+        "expected_flops_pct": stats.expected_flops_pct, "pruned_flops_pct": stats.pruned_flops_pct,
+        "expected_params": stats.expected_params, "params_kept": stats.params_kept,
     }
 
 
@@ -150,7 +166,7 @@ def build_table(table: PaperTable, paper: Paper, groups: dict[tuple, list[Run]])
     """The table's rows in order: per (model, dataset) section, first our baselines
     (``paper.own``), then the paper's rows in the paper's order (a row that an experiment
     reproduces carries our aggregated runs, or says ``not run``), then our other rows."""
-    mine = {k: v for k, v in groups.items() if k[2] in table.datasets}
+    mine = {k: v for k, v in groups.items() if table.holds(k[0], k[2])}
     sections = list(dict.fromkeys((r.model, r.dataset) for r in table.rows))
     sections += sorted({(k[1], k[2]) for k in mine} - set(sections))
     rows = []
@@ -199,11 +215,16 @@ def _count(n) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(int(n))
 
 
-def _marked(value, mark, fmt: str) -> str:
+def _pct(x) -> str:
+    return "" if x is None or pd.isna(x) else f"{x:.2f}"
+
+
+def _marked(value, mark, fmt: str, alt=None) -> str:
     if value is None or pd.isna(value):
         return ""
     text = fmt.format(value)
-    return text if mark == "v" else f"{text} ?"
+    text = text if mark == "v" else f"{text} ?"
+    return text if alt is None or pd.isna(alt) else f"{text} (quoted: {fmt.format(alt)})"
 
 
 def display(df: pd.DataFrame, table: PaperTable) -> pd.DataFrame:
@@ -224,18 +245,23 @@ def display(df: pd.DataFrame, table: PaperTable) -> pd.DataFrame:
         "architecture": arch,
         "kept maps": [("" if pd.isna(k) else f"{k}/{t}" + (" *" if m else ""))
                       for k, t, m in zip(df["kept_units"], df["total_units"], many, strict=True)],
-        "FLOPs %": [("" if pd.isna(x) else f"{x:.2f}") for x in df["flops_pct"]],
-        "params kept": [_count(x) for x in df["params_kept"]],
+        "expected FLOPs % (end of training)": [_pct(x) for x in df["expected_flops_pct"]],
+        "FLOPs % (pruned test-time net)": [_pct(x) for x in df["pruned_flops_pct"]],
+        "expected params (end of training)": [_count(x) for x in df["expected_params"]],
+        "params (pruned test-time net)": [_count(x) for x in df["params_kept"]],
         "seeds": [_text(x) for x in df["seeds"]],
         "epochs": [_text(x) for x in df["epochs"]],
-        "paper error %": [_marked(v, m, f"{{:.{table.decimals}f}}") for v, m in
-                          zip(df["paper_error"], df["paper_error_mark"], strict=True)],
+        "paper error %": [_marked(v, m, f"{{:.{table.decimals}f}}", alt) for v, m, alt in
+                          zip(df["paper_error"], df["paper_error_mark"], df["paper_error_alt"],
+                              strict=True)],
         "paper architecture": [_marked(v, m, "{}") for v, m in
                                zip(df["paper_architecture"], df["paper_architecture_mark"],
                                    strict=True)],
         "verdict": [_text(x) for x in df["verdict"]],
     }
-    if table.arch_tolerance is None:  # Table 2: no architecture in the paper
+    if table.arch_tolerance is None and table.per_layer:  # kept maps per gated layer too
+        drop = ["network", "paper architecture"]
+    elif table.arch_tolerance is None:  # Table 2: no architecture in the paper
         drop = ["network", "architecture", "paper architecture"]
     else:
         drop = ["dataset", "kept maps"]
@@ -251,13 +277,43 @@ def notes(df: pd.DataFrame, table: PaperTable) -> list[str]:
         f"Verdict: error within {table.error_tolerance:g} points of the paper's"
         + (f", kept units per layer within {table.arch_tolerance * 100:g}% of the paper's."
            if table.arch_tolerance is not None else " (the paper gives no architecture)."),
-        "`?`: paper number not yet checked against the paper (see paper.yaml).",
-        "FLOPs %: expected FLOPs per example after training, as % of the dense network.",
+        "`?`: paper number not yet checked against the paper (see paper.yaml); numbers without "
+        "it were checked against the sources listed below.",
+        "Expected FLOPs/params: under the training gates' P(z != 0) at the end of training (the "
+        "live model, what the paper's Fig. 3 plots; a gate at the clamp floor still counts "
+        "4.7%). Pruned test-time net: the evaluated (EMA) weights with every unit of z_hat == 0 "
+        "removed from the layer that makes it and the layer that reads it. FLOPs per example, "
+        "% of the dense network's.",
         f"The paper trains for {table.epochs} epochs; `epochs` is ours.",
     ]
     if (df["seeds"].fillna(0) > 1).any():
         lines.append(f"`*`: {arch} is the per-layer mean over seeds, rounded.")
-    return lines + [f"{r.network}, {r.method}: {r.note}." for r in table.rows if r.note]
+    lines += [f"{r.network}, {r.method}: {r.note}." for r in table.rows if r.note]
+    lines += _alt_notes(df, table)
+    sources: dict[str, list[str]] = {}
+    for r in table.rows:
+        for what, m in (("error", r.error), ("architecture", r.architecture)):
+            if m is not None and m.verified:
+                sources.setdefault(m.source, []).append(f"{r.network} {r.method} ({what})")
+    lines += [f"Checked against {src}: {', '.join(rows)}." for src, rows in sources.items()]
+    return lines
+
+
+def _alt_notes(df: pd.DataFrame, table: PaperTable) -> list[str]:
+    """Where another source quotes a different error for a row: both, and ours against both."""
+    lines = []
+    for r in table.rows:
+        alt = r.error.alt
+        if alt is None:
+            continue
+        text = (f"{r.network}, {r.method}: the paper's error is {r.error.show()} %, "
+                f"{alt.source} quotes {alt.value} %")
+        ours = df[(df["experiment"] == r.experiment) & (df["source"] == "ours")]
+        for mean in ours["error_final_mean"]:
+            text += (f"; ours {mean:.2f} % is {mean - r.error.value:+.2f} points from "
+                     f"{r.error.value} and {mean - alt.value:+.2f} from {alt.value}")
+        lines.append(text + ".")
+    return lines
 
 
 def left_out(table: PaperTable, excluded: list[Excluded]) -> list[str]:
