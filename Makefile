@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 DATA ?= $(or $(L0REPRO_DATA),data)
 SEEDS ?= 0,1,2
 CIFAR_SEEDS ?= 0
+DATASETS ?=
 
-.PHONY: install test test-slow lint bench demo reproduce-mnist reproduce-cifar report publish clean
+.PHONY: install data test test-slow lint bench demo reproduce-mnist reproduce-cifar report publish clean
 
 install: $(STAMP)
 
@@ -15,6 +16,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
 	touch $(STAMP)
+
+# MNIST and CIFAR-10 into $(DATA), md5-checked; DATASETS="mnist cifar10 cifar100" adds CIFAR-100
+data: $(STAMP)
+	$(BIN)/python -m l0repro.data.fetch --root $(DATA) $(DATASETS)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
@@ -28,6 +33,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m l0repro.bench mnist --data-root $(DATA)
 	$(BIN)/python -m l0repro.bench wrn --depth 16 --widen 4 --batch-size 128 --bf16
+	$(BIN)/python -m l0repro.bench compact --runs results/runs
 
 demo: $(STAMP)
 	$(BIN)/python -m l0repro.train experiment=table1/mlp_l0 trainer.epochs=15 data.root=$(DATA) \
@@ -50,11 +56,14 @@ reproduce-cifar: $(STAMP)
 report: $(STAMP)
 	$(BIN)/python -m l0repro.report --runs experiments --out results
 
-# copy the records (not checkpoints) of complete runs into results/runs and rebuild results/
+# copy the records and evaluation weights (not checkpoints) of complete runs into results/runs
+# and rebuild results/
+PUBLISHED := table1 table2 table2s sweeps init
 publish: $(STAMP)
-	@for s in $$(grep -l '"status": "complete"' $$(find experiments/table1 experiments/table2 experiments/sweeps -name summary.json 2>/dev/null)); do \
+	@for s in $$(grep -l '"status": "complete"' $$(find $(addprefix experiments/,$(PUBLISHED)) -name summary.json 2>/dev/null)); do \
 		d=$$(dirname $$s); t=results/runs/$${d#experiments/}; mkdir -p $$t; \
-		cp $$d/summary.json $$d/metrics.csv $$d/config.yaml $$t/; echo "published $$t"; done
+		cp $$d/summary.json $$d/metrics.csv $$d/config.yaml $$t/; \
+		if [ -f $$d/weights.pt ]; then cp $$d/weights.pt $$t/; fi; echo "published $$t"; done
 	$(BIN)/python -m l0repro.report --runs results/runs --out results
 
 clean:

@@ -1,8 +1,15 @@
-"""End-of-epoch (or on-signal) checkpoints: written atomically, loaded without running code."""
+"""End-of-epoch (or on-signal) checkpoints: written atomically, loaded without running code.
+
+The run directory keeps two: ``checkpoint.pt`` (the latest) and ``checkpoint.prev.pt`` (the one
+before it), so a latest damaged on disk (a full disk, a truncated copy) costs one epoch, not the run.
+"""
 
 from __future__ import annotations
 
 import io
+import os
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +18,10 @@ import torch
 from l0repro.record import atomic_write_bytes
 
 CHECKPOINT_FILE = "checkpoint.pt"
+PREVIOUS_FILE = "checkpoint.prev.pt"
 # keys that may change between the run that wrote a checkpoint and the one resuming it
 RESUMABLE_KEYS = ("data.root", "data.download", "trainer.progress", "trainer.device",
-                  "trainer.fused_gates")  # the same maths either way
+                  "trainer.fused_gates", "trainer.cuda_graph")  # the same maths either way
 RESUMABLE_PREFIXES = ("logger.",)
 
 
@@ -22,21 +30,56 @@ class CheckpointError(Exception):
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``run_dir/checkpoint.pt``; the previous file stays valid until then."""
+    """Write ``state`` to ``checkpoint.pt``; the file it replaces becomes ``checkpoint.prev.pt``.
+
+    Renames only, so a complete checkpoint is on disk at every instant. A latest that is not a
+    complete file (truncated) is overwritten rather than kept as the previous one.
+    """
     buf = io.BytesIO()
     torch.save(state, buf)
-    atomic_write_bytes(Path(run_dir) / CHECKPOINT_FILE, buf.getvalue())
+    latest = Path(run_dir) / CHECKPOINT_FILE
+    if _complete(latest):
+        os.replace(latest, Path(run_dir) / PREVIOUS_FILE)
+    atomic_write_bytes(latest, buf.getvalue())
 
 
-def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
-    """The checkpoint in ``run_dir``, or None. ``weights_only=True``: loading never runs code."""
-    path = Path(run_dir) / CHECKPOINT_FILE
-    if not path.exists():
-        return None
+def _complete(path: Path) -> bool:
+    """``torch.save`` writes a zip; a file cut short has lost the zip's closing directory."""
+    try:
+        with zipfile.ZipFile(path):
+            return True
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _load(path: Path) -> dict[str, Any]:
+    """``weights_only=True``: loading never runs code."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, corrupt or containing objects that are not plain data
         raise CheckpointError(f"checkpoint {path} cannot be loaded: {e}") from e
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    """The latest checkpoint in ``run_dir`` that loads, or None when there is none.
+
+    A latest that fails to load (or is missing beside a previous one) is reported on stderr and
+    ``checkpoint.prev.pt`` is used; when that fails too, ``CheckpointError`` names both files.
+    """
+    latest, previous = Path(run_dir) / CHECKPOINT_FILE, Path(run_dir) / PREVIOUS_FILE
+    if not previous.exists():
+        return _load(latest) if latest.exists() else None
+    try:
+        return _load(latest)
+    except CheckpointError as e:
+        try:
+            state = _load(previous)
+        except CheckpointError as e_prev:
+            raise CheckpointError(f"{e}\n{e_prev}\nneither checkpoint can be used; delete both "
+                                  "to start this run again") from e
+        print(f"l0repro.train: warning: {e if latest.exists() else f'{latest} is missing'}; "
+              f"resuming from the previous one, {previous} (step {state.get('step')})", file=sys.stderr)
+        return state
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -5,7 +5,9 @@ The released code evaluates with an Adam-style bias-corrected EMA: ``m_t = d m_{
 with weight ``(1 - d) / (1 - d^t)`` (1 on the first update, so it starts as a copy). This
 subclass of ``torch.optim.swa_utils.AveragedModel`` does exactly that and, unlike the
 parent's ``update_parameters``, never reads its device-side counter back to the host,
-so updating it after every step costs no host-device sync.
+so updating it after every step costs no host-device sync. ``count_on_device()`` moves the
+count itself to the parameters' device and derives the weight there, so that an update
+holds no host value and a CUDA graph can capture it (``l0repro.graph_step``).
 """
 
 from __future__ import annotations
@@ -23,10 +25,24 @@ class EMA(AveragedModel):
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         super().__init__(model, use_buffers=True)
         self.decay = decay
-        self._updates = 0  # host mirror of n_averaged
+        self._updates = 0  # host mirror of n_averaged (not kept once the count is on the device)
+        self._on_device = False
+
+    def count_on_device(self) -> None:
+        """Keep the update count on the parameters' device and compute the weight from it there.
+
+        The same numbers as the host count: the weight is the same float64 expression, and a
+        lerp with weight 1 (the first update) is the copy. The state dict keeps its keys.
+        """
+        device = next(itertools.chain(self.module.parameters(), self.module.buffers())).device
+        self.n_averaged = self.n_averaged.to(device)
+        self._on_device = True
 
     @torch.no_grad()
     def update_parameters(self, model: nn.Module) -> None:
+        if self._on_device:
+            self._update_on_device(model)
+            return
         self._updates += 1
         weight = (1.0 - self.decay) / (1.0 - self.decay ** self._updates)
         mine = itertools.chain(self.module.parameters(), self.module.buffers())
@@ -44,6 +60,29 @@ class EMA(AveragedModel):
         if copy_a:
             torch._foreach_copy_(copy_a, copy_b)
         self.n_averaged.fill_(self._updates)
+
+    def _update_on_device(self, model: nn.Module) -> None:
+        self.n_averaged += 1
+        n = self.n_averaged.double()
+        # tensor / tensor: `float / tensor` would multiply by a reciprocal, one rounding more
+        weight = torch.full_like(n, 1.0 - self.decay) / (1.0 - torch.pow(self.decay, n))
+        mine = itertools.chain(self.module.parameters(), self.module.buffers())
+        theirs = itertools.chain(model.parameters(), model.buffers())
+        lerp: dict[torch.dtype, tuple[list, list]] = {}
+        copy_a, copy_b = [], []
+        for a, b in zip(mine, theirs, strict=True):
+            if a.is_floating_point():
+                pair = lerp.setdefault(a.dtype, ([], []))
+                pair[0].append(a)
+                pair[1].append(b.detach())
+            else:
+                copy_a.append(a)
+                copy_b.append(b.detach())
+        for dtype, (lerp_a, lerp_b) in lerp.items():
+            w = weight.to(dtype)
+            torch._foreach_lerp_(lerp_a, lerp_b, [w] * len(lerp_a))
+        if copy_a:
+            torch._foreach_copy_(copy_a, copy_b)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)

@@ -63,13 +63,20 @@ class GateBank:
     def __len__(self) -> int:
         return len(self.gates)
 
-    def draw(self) -> torch.Tensor:
-        """Sample every gate for the next forward pass; returns their expected-L0 penalty."""
+    def draw(self, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample every gate for the next forward pass; returns their expected-L0 penalty.
+
+        ``noise``: the uniform noise to use, the gates' concatenated in layer order (tests
+        compare with per-layer sampling from the same noise); by default drawn here.
+        """
         la0 = self.gates[0].log_alpha
         if self.coef.device != la0.device or self.coef.dtype != la0.dtype:  # follows the model
             self.coef = self.coef.to(la0)
-        u = torch.empty(sum(self.sizes), device=la0.device, dtype=la0.dtype)
-        u.uniform_(gates.EPS, 1.0 - gates.EPS)
+        if noise is None:
+            u = torch.empty(sum(self.sizes), device=la0.device, dtype=la0.dtype)
+            u.uniform_(gates.EPS, 1.0 - gates.EPS)
+        else:
+            u = noise
         penalty, *zs = _SampleAndPenalise.apply(self.coef, self.sizes, u,
                                                 *(g.log_alpha for g in self.gates))
         for gate, z in zip(self.gates, zs, strict=True):

@@ -4,7 +4,8 @@ A run directory holds
   ``config.yaml``   the resolved Hydra config,
   ``metrics.csv``   one row per logging interval and one per epoch end (columns below),
   ``summary.json``  the run's outcome (``SUMMARY_KEYS``), status ``running``/``complete``/``failed``,
-  ``checkpoint.pt`` the last end-of-epoch checkpoint (not needed by the report),
+  ``checkpoint.pt`` the last end-of-epoch checkpoint and ``checkpoint.prev.pt`` the one before
+                    it (``l0repro.checkpoint``; not needed by the report),
   ``weights.pt``    written when the run completes: the state dict evaluation used (the EMA
                     weights when EMA is on), fp32 on the CPU, for ``l0repro.compact``.
 Every file is replaced atomically (write a temp file, fsync, rename), so a reader sees

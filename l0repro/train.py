@@ -37,6 +37,8 @@ from l0repro.data import DataError, DeviceData, load_dataset
 from l0repro.data.validation import split_for_run
 from l0repro.ema import EMA
 from l0repro.gate_bank import StepPenalty
+from l0repro.gate_grads import GateGradLog
+from l0repro.graph_step import training_step
 from l0repro.host_allocator import keep_freed_memory
 from l0repro.layers import clamp_gates_, expected_l0, log_alphas
 from l0repro.models.base import SparseModel
@@ -49,6 +51,7 @@ from l0repro.record import (
     write_summary,
     write_weights,
 )
+from l0repro.run_lock import RunDirLocked, exclusive_run_dir
 from l0repro.wandb_logger import WandbLogger
 
 # SIGUSR2: what submitit (hydra/launcher=slurm) has SLURM send before a timeout or preemption
@@ -139,8 +142,12 @@ class Trainer:
         self.penalty = StepPenalty(self.model, n_penalty, tc.weight_decay,
                                    fused=tc.fused_gates and not tc.compile)
         self.log_alphas = log_alphas(self.model)
+        # trainer.log_gate_grads: data vs penalty gradient of the gates at logging intervals
+        self.gate_grads = GateGradLog(self.model, n_penalty, tc.weight_decay, self.autocast) \
+            if tc.log_gate_grads else None
         self.optimizer = instantiate(cfg.optim)(self.model.parameters())
         self.scheduler = instantiate(cfg.scheduler)(self.optimizer)
+        self.step_fn = training_step(self)  # train_step, or its CUDA graph (trainer.cuda_graph)
         self.data_gen = torch.Generator(device=self.device)
         self.data_gen.manual_seed(cfg.seed)
         self.steps_per_epoch = self.data.steps_per_epoch(tc.batch_size, self.world)
@@ -196,7 +203,8 @@ class Trainer:
         if diffs:
             raise CheckpointError(f"checkpoint in {self.run_dir} was written with another config; "
                                   "differing keys:\n  " + "\n  ".join(diffs)
-                                  + "\nuse another hydra.run.dir or delete the checkpoint")
+                                  + "\nuse another hydra.run.dir or delete checkpoint.pt and "
+                                  "checkpoint.prev.pt")
         self.model.load_state_dict(state["model"])
         if self.ema:
             self.ema.load_state_dict(state["ema"])
@@ -240,7 +248,7 @@ class Trainer:
         loss = loss.detach()
         self.step_t += 1
         ok = torch.isfinite(loss) | (self.bad_step >= 0)
-        self.bad_step = torch.where(ok, self.bad_step, self.step_t)
+        self.bad_step.copy_(torch.where(ok, self.bad_step, self.step_t))  # in place: a graph reads it
         return loss, ce.detach()
 
     @torch.no_grad()
@@ -416,7 +424,7 @@ class Trainer:
         for b, (x, y) in enumerate(batches):
             if b < self.batch_in_epoch:
                 continue  # resumed mid-epoch: batches drawn again to replay the data RNG
-            loss, ce = self.train_step(x, y)
+            loss, ce = self.step_fn(x, y)
             self.acc["loss"] = self.acc["loss"] + loss
             self.acc["ce"] = self.acc["ce"] + ce
             self.acc["n"] += 1
@@ -424,7 +432,8 @@ class Trainer:
             self.batch_in_epoch = b + 1
             ends_epoch = self.batch_in_epoch == self.steps_per_epoch or self.step >= self.total_steps
             if self.step % tc.log_every == 0 and not ends_epoch:  # the epoch row covers the end
-                self.log_row(self.interval_row("interval"))
+                self.log_row(self.interval_row("interval")
+                             | (self.gate_grads.row(x, y) if self.gate_grads else {}))
                 self.bar.update(self.step - self.bar.n)
             if self._stop_requested(self.step % tc.log_every == 0 or ends_epoch):
                 self._preempt()
@@ -477,16 +486,18 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                           f"divisible by the number of processes, {dp.world_size()}")
     run_dir.mkdir(parents=True, exist_ok=True)
     config = OmegaConf.to_container(cfg, resolve=True)
-    if already_complete(run_dir, config):
+    with exclusive_run_dir(run_dir):  # before the record is read or written: one writer per run
+        if already_complete(run_dir, config):
+            if dp.is_main():
+                print(f"{run_dir}: already complete, not retrained", file=sys.stderr)
+            return read_summary(run_dir)
         if dp.is_main():
-            print(f"{run_dir}: already complete, not retrained", file=sys.stderr)
-        return read_summary(run_dir)
-    if dp.is_main():
-        atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
-    return Trainer(cfg, run_dir).fit()
+            atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+        return Trainer(cfg, run_dir).fit()
 
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, ValueError, TrainingDiverged, OSError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, ValueError, TrainingDiverged, OSError,
+               RunDirLocked)
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base=None)

@@ -1,4 +1,12 @@
-"""Shared fixtures: the real data directory and Hydra composition of the real configs."""
+"""Fixtures for every test module: the real datasets and Hydra composition of the real configs.
+
+Every test that needs a real dataset asks for ``mnist_root`` or ``cifar10_root`` (the data
+directory, the README's default: ``$L0REPRO_DATA``, else ``./data`` in the checkout). A dataset
+present there is used; an absent one is downloaded into it once per session
+(``l0repro.data.fetch``, what ``make data`` runs); one that cannot be had skips its tests with the
+reason, or fails them under ``CI``, where the data must be there. Such tests carry the
+``real_data`` marker, and the run ends with a list of those skipped.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +16,75 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from l0repro.data import DataError
+from l0repro.data import fetch as data_fetch
+
+pytest_plugins = ["tests.device_option"]  # pytest --device cuda: the device tests on a GPU
+
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
+DATA_FIXTURES = {"mnist_root", "cifar10_root"}
+NO_DATA = "no real data:"  # starts the reason of every skip for want of a dataset
+_skipped_for_data: dict[str, list[str]] = {}  # reason -> the tests it skipped
 
 
 def data_root() -> Path:
-    return Path(os.environ.get("L0REPRO_DATA", REPO.parent / "shared" / "data")).resolve()
+    """The data directory: ``$L0REPRO_DATA`` (relative to the checkout), else ``./data``."""
+    return Path(os.path.normpath(REPO / Path(os.environ.get("L0REPRO_DATA") or "data").expanduser()))
 
 
-def require(path: Path, what: str) -> Path:
-    """Skip when real data is absent on a dev machine; fail in CI, where it must exist."""
-    if not path.exists():
-        msg = f"{what} not found at {path} (set L0REPRO_DATA)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
-
-
-@pytest.fixture
-def mnist_root() -> Path:
+def real_dataset(name: str) -> Path:
+    """The data directory holding dataset ``name``, fetched when absent; else skip (fail in CI)."""
     root = data_root()
-    require(root / "MNIST" / "raw" / "train-images-idx3-ubyte", "MNIST")
+    if data_fetch.missing(name, root):
+        try:
+            data_fetch.fetch(name, root)
+        except DataError as e:
+            msg = f"{NO_DATA} {e}; run `make data` (or set L0REPRO_DATA to a directory holding it)"
+            if os.environ.get("CI"):
+                pytest.fail(msg, pytrace=False)
+            pytest.skip(msg)
     return root
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    return real_dataset("mnist")
+
+
+@pytest.fixture(scope="session")
+def cifar10_root() -> Path:
+    return real_dataset("cifar10")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_data: needs a real dataset (mnist_root, cifar10_root)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("real_data")
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and report.when == "setup" and isinstance(report.longrepr, tuple) \
+            and NO_DATA in report.longrepr[2]:
+        reason = report.longrepr[2].removeprefix("Skipped: ")
+        _skipped_for_data.setdefault(reason, []).append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name the tests skipped for want of data, and the reason, once at the end of the run."""
+    if not _skipped_for_data:
+        return
+    tr = terminalreporter
+    count = sum(len(nodeids) for nodeids in _skipped_for_data.values())
+    tr.write_sep("-", f"{count} tests skipped: they need real data (make data)")
+    for reason, nodeids in _skipped_for_data.items():
+        tr.write_line(reason)
+        for nodeid in nodeids:
+            tr.write_line(f"  skipped {nodeid}")
 
 
 def compose_train(overrides: list[str]):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import data_root
+from tests.conftest import REPO, data_root
 from tests.test_train import train
 
 QUICK = ["trainer.max_steps=5", "logger.wandb.mode=disabled"]
@@ -28,8 +28,6 @@ def assert_not_complete(run_dir: Path) -> None:
     (["data.name=svhn"], 2, "data.name='svhn'"),
     (["model.method=magic"], 2, "model.method='magic'"),
     (["model.lambdas=[0.1,-1.0,0.1]"], 2, "-1.0"),
-    (["model.lambdas=[0.1,0.1]"], 2, "needs 3 values (one per layer: fc1, fc2, fc3)"),
-    (["experiment=table1/lenet5_l0", "model.lambdas=[1,1,1]"], 2, "conv1, conv2, fc1, fc2"),
     (["trainer.batch_size=0"], 2, "trainer.batch_size must be a positive integer, got 0"),
     (["trainer.epochs=-3"], 2, "trainer.epochs must be a positive integer, got -3"),
     (["trainer.max_steps=0"], 2, "trainer.max_steps"),
@@ -38,6 +36,18 @@ def assert_not_complete(run_dir: Path) -> None:
 def test_bad_config_is_refused(tmp_path, overrides, code, message):
     proc = train(tmp_path / "run", *QUICK, *overrides, check=False)
     assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr
+    assert_not_complete(tmp_path / "run")
+
+
+# the number of lambdas is checked when the model is built, after the data is loaded
+@pytest.mark.parametrize("overrides, message", [
+    (["model.lambdas=[0.1,0.1]"], "needs 3 values (one per layer: fc1, fc2, fc3)"),
+    (["experiment=table1/lenet5_l0", "model.lambdas=[1,1,1]"], "conv1, conv2, fc1, fc2"),
+])
+def test_per_layer_lambdas_of_the_wrong_length_are_refused(tmp_path, mnist_root, overrides, message):
+    proc = train(tmp_path / "run", *QUICK, *overrides, f"data.root={mnist_root}", check=False)
+    assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert_not_complete(tmp_path / "run")
 
@@ -125,5 +135,11 @@ def test_wandb_online_without_network_falls_back_to_offline(tmp_path, mnist_root
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "complete"
 
 
-def test_data_root_default_is_configurable():
-    assert data_root().name == "data"
+def test_data_root_is_the_readmes_default(monkeypatch, tmp_path):
+    """``$L0REPRO_DATA`` (relative to the checkout), else ``./data`` in the checkout."""
+    monkeypatch.delenv("L0REPRO_DATA", raising=False)
+    assert data_root() == REPO / "data"
+    monkeypatch.setenv("L0REPRO_DATA", str(tmp_path))
+    assert data_root() == tmp_path.resolve()
+    monkeypatch.setenv("L0REPRO_DATA", "elsewhere")
+    assert data_root() == REPO / "elsewhere"

@@ -1,6 +1,5 @@
 """CIFAR loading: the official binary files, their checks, and synthetic CIFAR-100 files."""
 
-import os
 import shutil
 from pathlib import Path
 
@@ -12,22 +11,15 @@ from l0repro.data import DataError, load_dataset
 from l0repro.data.augment import random_crop_flip
 from l0repro.data.cifar import CIFAR10_BIN_MD5, STATS_255, load_cifar
 from l0repro.data.cifar_synthetic import encode_records, write_cifar_binary
+from l0repro.data.errors import md5_of
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("L0REPRO_DATA", REPO.parent / "shared" / "data"))
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module")
-def cifar10_dir() -> Path:
-    """The real CIFAR-10 binary folder; missing data fails under CI and skips elsewhere."""
-    folder = DATA / "cifar-10-batches-bin"
-    if not all((folder / f).is_file() for f in CIFAR10_BIN_MD5):
-        msg = f"real CIFAR-10 binary files not found under {folder} (set L0REPRO_DATA)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return folder
+@pytest.fixture
+def cifar10_dir(cifar10_root) -> Path:
+    """The real CIFAR-10 binary folder (conftest's ``cifar10_root``: skips without data, not in CI)."""
+    return cifar10_root / "cifar-10-batches-bin"
 
 
 def test_real_cifar10_loads_with_official_checks(cifar10_dir):
@@ -47,13 +39,16 @@ def test_real_cifar10_loads_with_official_checks(cifar10_dir):
     assert data.augment is random_crop_flip and data.num_classes == 10
 
 
-def test_md5_constants_match_the_shared_md5sums(cifar10_dir):
-    listed = {}
-    for line in (cifar10_dir.parent / "MD5SUMS").read_text().splitlines():
-        md5, path = line.split()
-        if path.startswith("cifar-10-batches-bin/"):
-            listed[path.split("/", 1)[1]] = md5
-    assert {f: listed[f] for f in CIFAR10_BIN_MD5} == CIFAR10_BIN_MD5
+def test_md5_constants_match_the_real_files_and_their_md5sums(cifar10_dir):
+    assert {f: md5_of(cifar10_dir / f) for f in CIFAR10_BIN_MD5} == CIFAR10_BIN_MD5
+    md5sums = cifar10_dir.parent / "MD5SUMS"  # in the offline copy; `make data` writes none
+    if md5sums.is_file():
+        listed = {}
+        for line in md5sums.read_text().splitlines():
+            md5, path = line.split()
+            if path.startswith("cifar-10-batches-bin/"):
+                listed[path.split("/", 1)[1]] = md5
+        assert {f: listed[f] for f in CIFAR10_BIN_MD5} == CIFAR10_BIN_MD5
 
 
 def test_real_file_with_a_flipped_byte_is_rejected_by_name(cifar10_dir, tmp_path):

@@ -25,7 +25,7 @@ from l0repro.data.device_data import DeviceData
 from l0repro.layers import log_alphas, model_penalty
 from l0repro.record import read_run
 from l0repro.train import Trainer, run
-from tests.conftest import REPO, compose_train, data_root, require
+from tests.conftest import REPO, compose_train, data_root
 
 GLOBAL_BATCH = 8
 
@@ -109,8 +109,7 @@ def ddp_rank(rank: int, port: int, tmp: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory):
-    require(data_root() / "MNIST" / "raw", "MNIST")
+def two_ranks(tmp_path_factory, mnist_root):
     tmp = tmp_path_factory.mktemp("ddp")
     mp.spawn(ddp_rank, args=(free_port(), tmp), nprocs=2)
     return tmp, [torch.load(tmp / f"rank{r}.pt") for r in range(2)]

@@ -11,7 +11,7 @@ from l0repro.gate_bank import GateBank, _SampleAndPenalise
 from l0repro.layers import L0Conv2d, L0Linear, L0Penalty, gated_layers, log_alphas
 from l0repro.models import MLP, LeNet5
 from l0repro.train import Trainer
-from tests.conftest import compose_train, data_root, require
+from tests.conftest import compose_train
 
 BETA, GAMMA, ZETA, EPS = 2.0 / 3.0, -0.1, 1.1, 1e-6
 N_TRAIN = 1000
@@ -131,12 +131,11 @@ def test_l2_parts_stay_with_the_penalty():
 
 
 @pytest.mark.parametrize("experiment", ["table1/mlp_l0", "table1/lenet5_l0_sep"])
-def test_fused_and_per_layer_training_agree(tmp_path, experiment):
+def test_fused_and_per_layer_training_agree(tmp_path, experiment, mnist_root):
     """Ten real training steps each way from the same seed end with the same weights."""
-    require(data_root() / "MNIST" / "raw", "MNIST")
     results = []
     for fused in (True, False):
-        cfg = compose_train([f"experiment={experiment}", f"data.root={data_root()}", "trainer.device=cpu",
+        cfg = compose_train([f"experiment={experiment}", f"data.root={mnist_root}", "trainer.device=cpu",
                              "logger.wandb.mode=disabled", "trainer.progress=false",
                              f"trainer.fused_gates={str(fused).lower()}"])
         trainer = Trainer(cfg, tmp_path / str(fused))

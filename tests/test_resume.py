@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from l0repro.checkpoint import CheckpointError, load_checkpoint
-from tests.conftest import REPO, data_root, require
+from tests.conftest import REPO, data_root
 from tests.test_train import train
 
 # 2 epochs of 60 steps: long enough to interrupt, short enough for CI
@@ -48,8 +48,7 @@ def stable(run_dir: Path) -> tuple[dict, pd.DataFrame]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    require(data_root() / "MNIST" / "raw", "MNIST")
+def reference(tmp_path_factory, mnist_root):
     run_dir = tmp_path_factory.mktemp("reference") / "run"
     train(run_dir, *RUN)
     return stable(run_dir)

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from l0repro import flops
 from l0repro.record import SUMMARY_KEYS, read_run
 from l0repro.train import build_model
-from tests.conftest import CONF_DIR, REPO, compose_train, data_root, require
+from tests.conftest import CONF_DIR, REPO, compose_train, data_root
 from tests.wandb_offline import config as wandb_config
 from tests.wandb_offline import history as wandb_history
 from tests.wandb_offline import summary as wandb_summary
@@ -54,9 +54,8 @@ def test_experiment_names_are_unique():
 
 
 @pytest.fixture(scope="module")
-def mlp_smoke(tmp_path_factory) -> Path:
+def mlp_smoke(tmp_path_factory, mnist_root) -> Path:
     """A real few-hundred-step L0 MLP run, logged to an offline wandb run."""
-    require(data_root() / "MNIST" / "raw", "MNIST")
     run_dir = tmp_path_factory.mktemp("smoke") / "run"
     train(run_dir, "experiment=table1/mlp_l0", "trainer.max_steps=600", "trainer.log_every=100",
           "trainer.ema_decay=0.99", "logger.wandb.mode=offline")

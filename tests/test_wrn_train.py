@@ -6,16 +6,14 @@ import pytest
 
 from l0repro.data.cifar_synthetic import write_cifar_binary
 from l0repro.record import read_run
-from tests.conftest import data_root, require
 from tests.test_train import train
 
 TINY = ["model.depth=10", "model.widen_factor=1", "trainer.max_steps=3", "trainer.batch_size=32",
         "trainer.eval_batch_size=500", "logger.wandb.mode=disabled"]
 
 
-def test_tiny_l0_wrn_trains_on_the_real_cifar10_copy(tmp_path):
-    require(data_root() / "cifar-10-batches-bin" / "data_batch_1.bin", "CIFAR-10")
-    train(tmp_path / "run", "experiment=table2/wrn_c10_l0_001", *TINY)
+def test_tiny_l0_wrn_trains_on_the_real_cifar10_copy(tmp_path, cifar10_root):
+    train(tmp_path / "run", "experiment=table2/wrn_c10_l0_001", *TINY, f"data.root={cifar10_root}")
     summary, metrics = read_run(tmp_path / "run")
     assert summary["status"] == "complete" and summary["dataset"] == "cifar10"
     assert summary["model"] == "wrn-10-1" and summary["steps"] == 3

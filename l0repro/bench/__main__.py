@@ -1,11 +1,12 @@
-"""``python -m l0repro.bench {mnist,wrn} [args]``: run one benchmark and print its figures."""
+"""``python -m l0repro.bench {mnist,wrn,compact} [args]``: run one benchmark and print its figures."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHMARKS = {"mnist": "l0repro.bench.mnist", "wrn": "l0repro.bench.wrn"}
+BENCHMARKS = {"mnist": "l0repro.bench.mnist", "wrn": "l0repro.bench.wrn",
+              "compact": "l0repro.bench.compact"}
 
 
 def main() -> None:

@@ -9,12 +9,15 @@ its own gates (``trainer.fused_gates=false``) instead of the fused ``GateBank``.
 ``--floor`` adds a third loop, the L0 model with its gates frozen at one fixed sample (never
 redrawn, no gradient, no penalty): what is left is the gating multiply and the gates' share
 of the EMA and clamp, a lower bound on the overhead of any sampler.
-Usage: ``python -m l0repro.bench mnist [--epochs 5] [--models mlp lenet5] [--unfused] [--floor]``.
+``--cuda-graph`` runs every loop with ``trainer.cuda_graph=true`` (CUDA only; l0repro.graph_step).
+Usage: ``python -m l0repro.bench mnist [--epochs 5] [--models mlp lenet5] [--unfused] [--floor]
+[--cuda-graph] [--json FILE]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -86,13 +89,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unfused", action="store_true", help="L0 layers sample their own gates")
     parser.add_argument("--floor", action="store_true",
                         help="also time the L0 loop with its gates frozen (no sampling, no gate gradient)")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="every loop with trainer.cuda_graph=true (the whole step as one CUDA graph)")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     import os
     root = args.data_root or os.environ.get("L0REPRO_DATA", "data")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, "
-          f"gates {'per layer' if args.unfused else 'fused (GateBank)'}")
+          f"gates {'per layer' if args.unfused else 'fused (GateBank)'}, "
+          f"step {'cuda graph' if args.cuda_graph else 'eager'}")
+    graph = ("trainer.cuda_graph=true",) if args.cuda_graph else ()
+    results = []
     print(f"{'model':8} {'loop':7} {'s/epoch':>8} {'dense s/epoch':>14} {'overhead':>9} {'range':>12} "
           f"{'target':>8}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
                      "L0": ("l0", ("trainer.fused_gates=false",) if args.unfused else ())}
             if args.floor:
                 loops["frozen"] = ("l0", ())
-            trainers = {k: make_trainer(f"table1/{model}_{m}", root, args.device, Path(tmp), extra)
+            trainers = {k: make_trainer(f"table1/{model}_{m}", root, args.device, Path(tmp), extra + graph)
                         for k, (m, extra) in loops.items()}
             if args.floor:
                 trainers["frozen"].penalty = FrozenGates(trainers["frozen"].model)
@@ -124,3 +133,11 @@ def main(argv: list[str] | None = None) -> None:
                     target = f"{TARGET_S[model]:.1f}s " + ("ok" if secs <= TARGET_S[model] else "MISSED")
                     target += ", overhead ok" if overhead < 15 else ", overhead MISSED"
                 print(f"{model:8} {k:7} {secs:8.2f} {dense:14.2f} {overhead:8.1f}% {spread:>12} {target:>7}")
+                results.append({"model": model, "loop": k, "s_per_epoch": secs, "dense_s_per_epoch": dense,
+                                "overhead_pct": overhead, "epochs_timed": args.epochs})
+    if args.json:
+        device = trainers["dense"].device
+        with open(args.json, "w") as f:
+            json.dump({"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                       "torch": torch.__version__, "step": "cuda_graph" if args.cuda_graph else "eager",
+                       "gates": "per layer" if args.unfused else "fused", "results": results}, f, indent=2)

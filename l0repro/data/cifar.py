@@ -34,7 +34,7 @@ STATS_255 = {
     "cifar100": ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4)),
 }
 
-# official per-file md5s of cifar-10-binary.tar.gz's contents (as in ../shared/data/MD5SUMS)
+# official per-file md5s of cifar-10-binary.tar.gz's contents (as in the offline copy's MD5SUMS)
 CIFAR10_BIN_MD5 = {
     "data_batch_1.bin": "5dd7e06a14cb22eb9f671a540d1b7c25",
     "data_batch_2.bin": "5ea93a67294ea407fff1d09f752e9692",
