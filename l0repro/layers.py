@@ -64,6 +64,12 @@ def _check_lambda(lam: float) -> float:
     return float(lam)
 
 
+def _check_wd_scale(scale: float) -> float:
+    if not scale >= 0.0:  # also rejects NaN
+        raise ValueError(f"wd_scale must be a non-negative number, got {scale!r}")
+    return float(scale)
+
+
 class L0Linear(nn.Linear):
     """``nn.Linear`` whose input units are gated; a closed gate removes a weight column.
 
@@ -71,13 +77,16 @@ class L0Linear(nn.Linear):
         lam: the L0 strength ``c`` (the penalty uses ``c / N`` per weight of a group).
         init_drop_rate: initial dropout rate that sets ``log_alpha``'s mean.
         per_example: one gate sample per example instead of one per minibatch.
+        wd_scale: multiplies the weight decay of this layer's expected L2 (1: as given).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
-                 lam: float, init_drop_rate: float = 0.5, per_example: bool = False) -> None:
+                 lam: float, init_drop_rate: float = 0.5, per_example: bool = False,
+                 wd_scale: float = 1.0) -> None:
         super().__init__(in_features, out_features, bias=bias)
         self.lam = _check_lambda(lam)
         self.per_example = per_example
+        self.wd_scale = _check_wd_scale(wd_scale)
         self.gate = L0Gate(in_features, init_drop_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,8 +101,10 @@ class L0Linear(nn.Linear):
         return self.lam / n_train * self.out_features
 
     def expected_l2(self, weight_decay: float, p: torch.Tensor | None = None) -> torch.Tensor:
-        """wd/2 * (sum_j P(z_j != 0) ||w_j||^2 + ||b||^2): the input gates do not gate the bias."""
+        """wd/2 * (sum_j P(z_j != 0) ||w_j||^2 + ||b||^2): the input gates do not gate the bias.
+        ``wd`` is ``weight_decay * wd_scale``."""
         p = self.gate.prob_nonzero() if p is None else p
+        weight_decay = weight_decay * self.wd_scale
         pen = 0.5 * weight_decay * (p * self.weight.pow(2).sum(0)).sum()
         if self.bias is not None:
             pen = pen + 0.5 * weight_decay * self.bias.pow(2).sum()
@@ -108,7 +119,8 @@ class L0Linear(nn.Linear):
         return pen
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, lam={self.lam}, per_example={self.per_example}"
+        scale = f", wd_scale={self.wd_scale:g}" if self.wd_scale != 1.0 else ""
+        return f"{super().extra_repr()}, lam={self.lam}, per_example={self.per_example}{scale}"
 
 
 class L0Conv2d(nn.Conv2d):
@@ -120,11 +132,12 @@ class L0Conv2d(nn.Conv2d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, bias: bool = True, *, lam: float, init_drop_rate: float = 0.5,
-                 per_example: bool = False) -> None:
+                 per_example: bool = False, wd_scale: float = 1.0) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                          bias=bias)
         self.lam = _check_lambda(lam)
         self.per_example = per_example
+        self.wd_scale = _check_wd_scale(wd_scale)
         self.gate = L0Gate(out_channels, init_drop_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -144,12 +157,13 @@ class L0Conv2d(nn.Conv2d):
         return self.lam / n_train * self.group_size()
 
     def expected_l2(self, weight_decay: float, p: torch.Tensor | None = None) -> torch.Tensor:
-        """wd/2 * sum_j P(z_j != 0) * ||theta_j||^2, the bias inside each map's group."""
+        """wd/2 * sum_j P(z_j != 0) * ||theta_j||^2, the bias inside each map's group; ``wd`` is
+        ``weight_decay * wd_scale``."""
         p = self.gate.prob_nonzero() if p is None else p
         group_l2 = self.weight.pow(2).sum((1, 2, 3))
         if self.bias is not None:
             group_l2 = group_l2 + self.bias.pow(2)
-        return 0.5 * weight_decay * (p * group_l2).sum()
+        return 0.5 * weight_decay * self.wd_scale * (p * group_l2).sum()
 
     def penalty(self, n_train: int, weight_decay: float) -> torch.Tensor:
         """sum_j P(z_j != 0) * (lam/N * |g_j| + wd/2 * ||theta_j||^2); the bias is in the group."""
@@ -160,7 +174,8 @@ class L0Conv2d(nn.Conv2d):
         return pen
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, lam={self.lam}, per_example={self.per_example}"
+        scale = f", wd_scale={self.wd_scale:g}" if self.wd_scale != 1.0 else ""
+        return f"{super().extra_repr()}, lam={self.lam}, per_example={self.per_example}{scale}"
 
 
 GatedLayer = L0Linear | L0Conv2d

@@ -315,3 +315,20 @@ def test_expected_l0_is_the_sum_of_prob_nonzero():
     assert float(expected_l0(lenet)) == pytest.approx(ref, rel=1e-6)
     assert ref == pytest.approx(1370 * p_open(0.0), rel=1e-3)
     assert float(expected_l0(MLP(method="dense"))) == 0.0
+
+
+@pytest.mark.parametrize("make", [lambda s: L0Linear(4, 3, lam=0.4, wd_scale=s),
+                                  lambda s: L0Conv2d(2, 3, 2, lam=0.4, wd_scale=s)])
+def test_wd_scale_multiplies_the_expected_l2_only(make):
+    torch.manual_seed(0)
+    scaled, plain = make(2.5), make(1.0)
+    plain.load_state_dict(scaled.state_dict())
+    assert scaled.penalty(30, 0.2).item() == pytest.approx(plain.penalty(30, 0.5).item(), rel=1e-6)
+    assert scaled.penalty(30, 0.0).item() == pytest.approx(plain.penalty(30, 0.0).item(), rel=1e-7)
+    assert scaled.expected_l2(0.2).item() > plain.expected_l2(0.2).item() > 0
+
+
+@pytest.mark.parametrize("scale", [-1.0, float("nan")])
+def test_bad_wd_scale_is_rejected(scale):
+    with pytest.raises(ValueError, match="wd_scale"):
+        L0Conv2d(2, 3, 2, lam=0.4, wd_scale=scale)

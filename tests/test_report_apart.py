@@ -130,3 +130,35 @@ def test_table2s_runs_get_their_own_table_and_figure(tmp_path):
     assert "table2s/" not in (tmp_path / "out" / "table2.md").read_text()
     assert (tmp_path / "out" / "figures" / "fig4_wrn_cpu.png").exists()
     assert not (tmp_path / "out" / "figures" / "fig4_wrn.png").exists()
+
+
+def test_compact_benchmark_figures_reach_the_table_and_the_speedup_figure(tmp_path):
+    import json
+
+    runs = tmp_path / "runs"
+    for seed, speed in ((0, 3.0), (1, 4.0)):
+        d = fx.make_run(runs, f"table1/lenet5_l0_sep/seed{seed}",
+                        fx.summary_for("table1/lenet5_l0_sep", seed, model="lenet5",
+                                       lambdas=[10, 0.5, 0.1, 10], architecture=[9, 18, 65, 25]))
+        (d / "speedup.json").write_text(json.dumps({
+            "params_compact": 10_000 + seed, "flops_compact": 0.17 * 4_586_000,
+            "throughput_speedup": speed, "flop_ratio": 5.9}))
+    make_report(runs, tmp_path / "out")
+    df = pd.read_csv(tmp_path / "out" / "table1.csv")
+    row = df[(df["experiment"] == "table1/lenet5_l0_sep") & (df["source"] == "ours")].iloc[0]
+    assert row["compact_params"] == pytest.approx(10_000.5)
+    assert row["compact_flops_pct"] == pytest.approx(17.0) and row["cpu_speedup"] == pytest.approx(3.5)
+    assert "| 3.50x " in (tmp_path / "out" / "table1.md").read_text()
+    assert (tmp_path / "out" / "figures" / "compact_speedup.png").stat().st_size > 1000
+
+
+def test_an_unreadable_speedup_file_is_named_and_left_out(tmp_path):
+    runs = tmp_path / "runs"
+    d = fx.make_run(runs, "table1/lenet5_l0_sep/seed0",
+                    fx.summary_for("table1/lenet5_l0_sep", 0, model="lenet5",
+                                   lambdas=[10, 0.5, 0.1, 10], architecture=[9, 18, 65, 25]))
+    (d / "speedup.json").write_text('{"params_compact": 10')
+    with pytest.warns(UserWarning, match="speedup.json: ignored"):
+        make_report(runs, tmp_path / "out")
+    df = pd.read_csv(tmp_path / "out" / "table1.csv")
+    assert df[df["source"] == "ours"]["cpu_speedup"].isna().all()

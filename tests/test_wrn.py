@@ -164,6 +164,8 @@ def test_table2_has_every_row():
     assert set(TABLE2) >= {f"wrn_{d}_{m}" for d in ("c10", "c100")
                            for m in ("plain", "dropout", "l0_001", "l0_002")}
     assert "wrn_c10_l0_sweep" in TABLE2
+    # the per-example variant of every L0 row, beside it
+    assert {f"{r}_pe" for r in TABLE2 if "_l0_00" in r and not r.endswith("_pe")} <= set(TABLE2)
 
 
 @pytest.mark.parametrize("experiment", TABLE2)
@@ -179,6 +181,9 @@ def test_table2_experiment_composes_and_trains_one_step(experiment):
     assert list(cfg.scheduler.milestones) == [60, 120, 160] and cfg.scheduler.gamma == 0.2
     expected_method = {"plain": "dense", "dropout": "dropout"}.get(experiment.split("_")[2], "l0")
     assert cfg.model.method == expected_method
+    if expected_method == "l0":  # the decisions the configs carry (README, "Where the paper is unclear")
+        assert cfg.model.per_example == experiment.endswith("_pe")
+        assert cfg.model.gated_weight_decay == "authors" and cfg.trainer.bf16 == "auto"
 
     spec = OmegaConf.to_container(cfg.model, resolve=True)
     spec.pop("name")
@@ -196,7 +201,7 @@ def test_table2_experiment_composes_and_trains_one_step(experiment):
     clamp_gates_(model)
     assert torch.isfinite(loss)
     if expected_method == "l0":
-        lam = 0.002 if experiment.endswith("002") else 0.001
+        lam = 0.002 if "_l0_002" in experiment else 0.001
         assert [layer.lam for _, layer in gated_layers(model)] == [lam] * 3
 
 
@@ -204,3 +209,23 @@ def test_sweep_names_each_run_by_its_lambda():
     cfg = compose_experiment("wrn_c10_l0_sweep", "model.lambdas=0.02")
     assert cfg.name == "table2/wrn_c10_l0_sweep/lam0.02"
     assert cfg.model.name == "wrn-28-10"
+
+
+def test_gated_convs_weight_decay_is_the_authors_wd_over_0_7_by_default():
+    torch.manual_seed(0)
+    authors, plain = WideResNet(10, 1), WideResNet(10, 1, gated_weight_decay="plain")
+    plain.load_state_dict(authors.state_dict())
+    for (name, a), (_, p) in zip(gated_layers(authors), gated_layers(plain), strict=True):
+        assert a.wd_scale == pytest.approx(1 / 0.7) and p.wd_scale == 1.0, name
+        # the expected L2 scales, the expected L0 does not
+        assert a.expected_l2(5e-4).item() == pytest.approx(p.expected_l2(5e-4).item() / 0.7, rel=1e-6)
+        assert a.penalty(50_000, 0.0).item() == pytest.approx(p.penalty(50_000, 0.0).item(), rel=1e-7)
+    # and only the gated convs: the plain L2 of every other parameter is the same
+    pa, pp = model_penalty(authors, 50_000, 5e-4), model_penalty(plain, 50_000, 5e-4)
+    extra = sum(p.expected_l2(5e-4) * (1 / 0.7 - 1) for _, p in gated_layers(plain))
+    assert pa.item() == pytest.approx((pp + extra).item(), rel=1e-6)
+
+
+def test_unknown_gated_weight_decay_is_rejected_with_the_value():
+    with pytest.raises(ValueError, match="gated_weight_decay.*'half'"):
+        WideResNet(10, 1, gated_weight_decay="half")

@@ -36,11 +36,11 @@ import torch
 from torch import nn
 
 from l0repro import gates
-from l0repro.compact import compact, counted_flops, gated_sample_shape, load_run_model
+from l0repro.compact import compact, counted_flops, gated_sample_shape, layer_params, load_run_model
 from l0repro.host_allocator import keep_freed_memory
 from l0repro.layers import L0Gate, gated_layers
 from l0repro.models import MLP, LeNet5, WideResNet
-from l0repro.record import WEIGHTS_FILE
+from l0repro.record import WEIGHTS_FILE, atomic_write_text
 
 SPEEDUP_FILE = "speedup.json"
 # the paper's lambda-sep architectures (Table 1) and a half-width WRN
@@ -176,6 +176,7 @@ def bench_model(label: str, gated: nn.Module, args: argparse.Namespace) -> dict[
         "source": label, "model": getattr(gated, "name", type(gated).__name__),
         "architecture": gated.architecture(), "full_architecture": gated.full_architecture(),
         "flops_gated": counted_flops(gated, sample), "flops_compact": counted_flops(small, sample),
+        "params_compact": layer_params(small),
         "threads": torch.get_num_threads(), "torch_version": torch.__version__,
         "memory_format": "channels_last" if fmt == torch.channels_last else "contiguous",
         "clock": args.clock}
@@ -266,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         print_row(row)
         rows.append(row)
         if not args.no_write:
-            (Path(run_dir) / SPEEDUP_FILE).write_text(json.dumps(row, indent=2) + "\n")
+            atomic_write_text(Path(run_dir) / SPEEDUP_FILE, json.dumps(row, indent=2) + "\n")
     for spec in args.synthetic:
         row = bench_model(f"synthetic {spec}", synthetic_model(spec), args)
         print_row(row)

@@ -12,6 +12,9 @@ from l0repro.flops import FlopTerm, UnitMeasure, ones
 from l0repro.layers import L0Conv2d
 from l0repro.models.base import METHODS, SparseModel, check_method, per_layer
 
+# the gated convs' weight-decay factor: the released code's wd / (1 - 0.3), or wd itself
+GATED_WEIGHT_DECAY = {"authors": 1.0 / (1.0 - 0.3), "plain": 1.0}
+
 
 class WideBlock(nn.Module):
     """Pre-activation block: BN-ReLU-conv3x3(stride)-BN-ReLU-[dropout]-conv3x3, plus shortcut.
@@ -23,14 +26,15 @@ class WideBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, *,
                  lam: float | None = None, init_drop_rate: float = 0.3,
-                 dropout_rate: float = 0.0, per_example: bool = False) -> None:
+                 dropout_rate: float = 0.0, per_example: bool = False, wd_scale: float = 1.0) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
         if lam is None:
             self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
         else:
             self.conv1 = L0Conv2d(in_channels, out_channels, 3, stride, 1, bias=False, lam=lam,
-                                  init_drop_rate=init_drop_rate, per_example=per_example)
+                                  init_drop_rate=init_drop_rate, per_example=per_example,
+                                  wd_scale=wd_scale)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.dropout = nn.Dropout(dropout_rate) if dropout_rate > 0 else None
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
@@ -62,6 +66,8 @@ class WideResNet(SparseModel):
         dropout_rate: dropout between the block's convs for ``method='dropout'`` (0.3).
         num_classes: classifier outputs.
         per_example: one gate sample per example instead of one per minibatch.
+        gated_weight_decay: ``authors`` (the gated convs' expected L2 uses wd / (1 - 0.3), as
+            the released code does) or ``plain`` (wd, as every other layer).
         image_size: input side, used only for the FLOP count.
 
     Decisions:
@@ -82,6 +88,12 @@ class WideResNet(SparseModel):
       be folded into a bias, which costs nothing in the ``flop_counter`` convention. With
       zero padding that bias differs at the border positions (PAPER.md section 4), so the
       pruned count is the cost of a network whose border correction is also free.
+    - Weight decay of the gated convs: the released code builds them with
+      ``weight_decay / (1 - 0.3)`` (0.3 = the WRN-dropout rate and the gates' initial drop
+      rate), so that at initialisation, where P(z != 0) is about 0.7, their expected L2 is about
+      the plain wd of an ungated conv. The paper does not state it. ``gated_weight_decay=
+      "authors"`` does the same (the constant 0.3, whatever ``init_drop_rate`` is); ``plain``
+      uses wd.
     - Init: convs ``kaiming_normal_(fan_out)`` as in the PyTorch WRN port, BN weight 1 and
       bias 0, classifier bias 0; gates as ``L0Conv2d`` initialises them.
     """
@@ -89,7 +101,7 @@ class WideResNet(SparseModel):
     def __init__(self, depth: int = 28, widen_factor: int = 10, method: str = "l0",
                  lambdas: float | Sequence[float] = 0.001, init_drop_rate: float = 0.3,
                  dropout_rate: float = 0.3, num_classes: int = 10, per_example: bool = False,
-                 image_size: int = 32) -> None:
+                 gated_weight_decay: str = "authors", image_size: int = 32) -> None:
         super().__init__()
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
             raise ValueError(f"WRN depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...), "
@@ -99,6 +111,9 @@ class WideResNet(SparseModel):
         if not 0.0 <= dropout_rate < 1.0:
             raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate!r}")
         self.method = check_method(method, METHODS)
+        if gated_weight_decay not in GATED_WEIGHT_DECAY:
+            raise ValueError(f"gated_weight_decay must be one of {sorted(GATED_WEIGHT_DECAY)}, "
+                             f"got {gated_weight_decay!r}")
         self.depth, self.widen_factor, self.image_size = depth, widen_factor, image_size
         self.name = f"wrn-{depth}-{widen_factor}"
         n = (depth - 4) // 6
@@ -118,7 +133,8 @@ class WideResNet(SparseModel):
                     lam=self.lambdas[i] if method == "l0" else None,
                     init_drop_rate=init_drop_rate,
                     dropout_rate=dropout_rate if method == "dropout" else 0.0,
-                    per_example=per_example))
+                    per_example=per_example,
+                    wd_scale=GATED_WEIGHT_DECAY[gated_weight_decay]))
                 self.unit_layers[gated[i]] = widths[g]
                 in_ch, i = widths[g], i + 1
             self.add_module(f"group{g + 1}", nn.Sequential(*blocks))

@@ -237,6 +237,31 @@ def fig_error_vs_flops(groups: Groups, paper: Paper, out_dir: Path) -> list[Path
     return _save(fig, out_dir, "error_vs_flops")
 
 
+def fig_speedup(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | str:
+    """Measured CPU speedup of each compact network against its FLOP ratio (gated / compact)."""
+    points = [(key, r) for key, runs in groups.items() for r in runs if r.speedup is not None]
+    if not points:
+        return "no run has a speedup.json (python -m l0repro.bench compact)"
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
+    keys = sorted({k for k, _ in points}, key=lambda k: _model_order(paper, k))
+    for i, key in enumerate(keys):
+        sp = [r.speedup for k, r in points if k == key]
+        ax.scatter([x["flop_ratio"] for x in sp], [x["throughput_speedup"] for x in sp], s=16,
+                   color=f"C{i % 10}", label=_label(key, groups))
+    top = max(max(r.speedup["flop_ratio"], r.speedup["throughput_speedup"]) for _, r in points)
+    ax.plot([1, top], [1, top], "k--", lw=1, label="speedup = FLOP ratio")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _plain_log(ax.xaxis)
+    _plain_log(ax.yaxis)
+    ax.set_xlabel("FLOP ratio, gated / compact (FlopCounterMode)")
+    ax.set_ylabel("measured throughput speedup, 1 CPU thread")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, out_dir, "compact_speedup")
+
+
 FIGURES: dict[str, tuple[Callable, str]] = {
     "fig3_flops_mnist": (fig_flops_mnist, "expected FLOPs during training, MLP and LeNet-5 "
                                           "(paper Fig. 3)"),
@@ -247,6 +272,8 @@ FIGURES: dict[str, tuple[Callable, str]] = {
                                   "shared and per-example gates against dropout (Fig. 4's "
                                   "panels for these runs, not the paper's setting)"),
     "kept_units": (fig_kept_units, "kept units per layer, ours against the paper's"),
+    "compact_speedup": (fig_speedup, "compact networks: measured CPU throughput speedup against "
+                                     "their FLOP ratio, every benchmarked run"),
     "error_vs_flops": (fig_error_vs_flops, "final test error against expected FLOPs, "
                                            "every complete run"),
 }

@@ -33,6 +33,8 @@ class Run:
     source: str  # "local:<dir relative to --runs>" or "wandb:<entity/project/id>"
     summary: dict[str, Any]
     metrics: pd.DataFrame = field(repr=False)
+    # what `python -m l0repro.bench compact` measured on this run's weights (speedup.json), if run
+    speedup: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple:

@@ -6,6 +6,7 @@ Both become ``Run`` (summary dict + metrics DataFrame) or ``Excluded`` (unreadab
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,28 @@ def load_local(root: Path) -> tuple[list[Run], list[Excluded]]:
             excluded.append(Excluded(source, f"unreadable: {reason}", partial.get("experiment"),
                                      partial.get("dataset"), partial.get("seed")))
             continue
-        runs.append(Run(source, summary, metrics))
+        runs.append(Run(source, summary, metrics, _speedup(run_dir)))
     return runs, excluded
+
+
+SPEEDUP_FILE = "speedup.json"  # written by `python -m l0repro.bench compact`
+
+
+def _speedup(run_dir: Path) -> dict[str, Any] | None:
+    """The compact benchmark's figures for this run; None when it was never benchmarked.
+    A file that is there but unreadable is reported (a warning naming it) and left out."""
+    path = run_dir / SPEEDUP_FILE
+    if not path.exists():
+        return None
+    keys = ("params_compact", "flops_compact", "throughput_speedup", "flop_ratio")
+    try:
+        data = json.loads(path.read_text())
+        if not (isinstance(data, dict) and all(isinstance(data.get(k), (int, float)) for k in keys)):
+            raise ValueError(f"needs numbers for {', '.join(keys)}")
+    except (OSError, ValueError) as err:
+        warnings.warn(f"{path}: ignored, {err}; rerun python -m l0repro.bench compact", stacklevel=2)
+        return None
+    return data
 
 
 def check_summary(summary: dict[str, Any], where: str) -> None:

@@ -24,7 +24,8 @@ CSV_COLUMNS = [
     "source", "network", "method", "experiment", "dataset", "lambdas", "seeds", "epochs",
     "error_final_mean", "error_final_std", "error_best_mean", "error_best_std",
     "architecture", "layers", "kept_units", "total_units", "expected_flops_pct",
-    "pruned_flops_pct", "expected_params", "params_kept",
+    "pruned_flops_pct", "expected_params", "params_kept", "compact_params", "compact_flops_pct",
+    "cpu_speedup",
     "paper_error", "paper_error_mark", "paper_error_alt", "paper_architecture",
     "paper_architecture_mark", "verdict",
 ]
@@ -47,6 +48,10 @@ class Stats:
     pruned_flops_pct: float  # the test-time network: units with z_hat == 0 removed
     expected_params: float  # NaN for records written before it was logged
     params_kept: int
+    # l0repro.compact's network, measured by `bench compact` (NaN unless every seed has it)
+    compact_params: float = math.nan
+    compact_flops_pct: float = math.nan  # FlopCounterMode on the compact network
+    cpu_speedup: float = math.nan  # throughput, compact over gated (eval), one CPU thread
 
 
 def _round(x: float) -> int:
@@ -83,7 +88,19 @@ def aggregate(runs: list[Run]) -> Stats:
         layers=runs[0].layer_names, expected_flops_pct=float(flops.mean()),
         pruned_flops_pct=pruned_pct, expected_params=_mean_of(s, "expected_params_final"),
         params_kept=_round(float(np.mean([x["params_kept"] for x in s]))),
+        **_compact_stats(runs),
     )
+
+
+def _compact_stats(runs: list[Run]) -> dict[str, float]:
+    """Means over seeds of the compact benchmark's figures, when every seed has them."""
+    if not runs or any(r.speedup is None for r in runs):
+        return {}
+    sp = [r.speedup for r in runs]
+    return {"compact_params": float(np.mean([x["params_compact"] for x in sp])),
+            "compact_flops_pct": float(np.mean([x["flops_compact"] / r.summary["flops_dense"] * 100
+                                                for x, r in zip(sp, runs, strict=True)])),
+            "cpu_speedup": float(np.mean([x["throughput_speedup"] for x in sp]))}
 
 
 def verdict(stats: Stats, row: PaperRow, table: PaperTable) -> str:
@@ -153,6 +170,8 @@ def _our_cells(key: tuple, stats: Stats) -> dict:
         "total_units": sum(stats.full_architecture),
         "expected_flops_pct": stats.expected_flops_pct, "pruned_flops_pct": stats.pruned_flops_pct,
         "expected_params": stats.expected_params, "params_kept": stats.params_kept,
+        "compact_params": stats.compact_params, "compact_flops_pct": stats.compact_flops_pct,
+        "cpu_speedup": stats.cpu_speedup,
     }
 
 
@@ -249,6 +268,9 @@ def display(df: pd.DataFrame, table: PaperTable) -> pd.DataFrame:
         "FLOPs % (pruned test-time net)": [_pct(x) for x in df["pruned_flops_pct"]],
         "expected params (end of training)": [_count(x) for x in df["expected_params"]],
         "params (pruned test-time net)": [_count(x) for x in df["params_kept"]],
+        "compact params": [_count(x) for x in df["compact_params"]],
+        "compact FLOPs %": [_pct(x) for x in df["compact_flops_pct"]],
+        "CPU speedup (compact)": [("" if pd.isna(x) else f"{x:.2f}x") for x in df["cpu_speedup"]],
         "seeds": [_text(x) for x in df["seeds"]],
         "epochs": [_text(x) for x in df["epochs"]],
         "paper error %": [_marked(v, m, f"{{:.{table.decimals}f}}", alt) for v, m, alt in
@@ -284,6 +306,11 @@ def notes(df: pd.DataFrame, table: PaperTable) -> list[str]:
         "4.7%). Pruned test-time net: the evaluated (EMA) weights with every unit of z_hat == 0 "
         "removed from the layer that makes it and the layer that reads it. FLOPs per example, "
         "% of the dense network's.",
+        "Compact: the plain network `l0repro.compact` builds from the evaluated weights; its "
+        "parameters and FLOPs (`FlopCounterMode` on it, equal to the pruned count) and its measured "
+        "throughput speedup over the gated model in eval mode, one CPU thread (`python -m "
+        "l0repro.bench compact`; batch 1000 for MNIST, 256 for WRNs; mean over seeds). Blank: "
+        "not benchmarked.",
         f"The paper trains for {table.epochs} epochs; `epochs` is ours.",
     ]
     if (df["seeds"].fillna(0) > 1).any():
