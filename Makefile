@@ -8,7 +8,7 @@ SEEDS ?= 0,1,2
 CIFAR_SEEDS ?= 0
 DATASETS ?=
 
-.PHONY: install data test test-slow lint bench demo reproduce-mnist reproduce-cifar report publish clean
+.PHONY: install data test test-slow lint bench demo reproduce-mnist reproduce-cifar report publish compact clean
 
 install: $(STAMP)
 
@@ -64,6 +64,14 @@ publish: $(STAMP)
 		d=$$(dirname $$s); t=results/runs/$${d#experiments/}; mkdir -p $$t; \
 		cp $$d/summary.json $$d/metrics.csv $$d/config.yaml $$t/; \
 		if [ -f $$d/weights.pt ]; then cp $$d/weights.pt $$t/; fi; echo "published $$t"; done
+	$(BIN)/python -m l0repro.report --runs results/runs --out results
+
+# compact every published run (compact.pt beside its weights, the CLI's check of equal test
+# error), measure the speedups (speedup.json), and rebuild results/ with them
+compact: $(STAMP)
+	@set -e; for w in $$(find results/runs -name weights.pt | sort); do \
+		$(BIN)/python -m l0repro.compact $$(dirname $$w) --data-root $(DATA); done
+	$(BIN)/python -m l0repro.bench compact --runs results/runs --synthetic
 	$(BIN)/python -m l0repro.report --runs results/runs --out results
 
 clean:

@@ -273,7 +273,8 @@ FIGURES: dict[str, tuple[Callable, str]] = {
                                   "panels for these runs, not the paper's setting)"),
     "kept_units": (fig_kept_units, "kept units per layer, ours against the paper's"),
     "compact_speedup": (fig_speedup, "compact networks: measured CPU throughput speedup against "
-                                     "their FLOP ratio, every benchmarked run"),
+                                     "their FLOP ratio, every benchmarked run of a table row (selection "
+                                     "runs keep theirs in their speedup.json)"),
     "error_vs_flops": (fig_error_vs_flops, "final test error against expected FLOPs, "
                                            "every complete run"),
 }
