@@ -95,6 +95,7 @@ RUNS=$REC/runs
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
 exec > >(tee -a "$OUT/lease.log") 2>&1
 elapsed() { echo $((SECONDS - START)); }
+GRACE=10  # seconds between a step's TERM (a run writes its record) and its KILL
 note() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$REC/steps.tsv"; echo "-- step $1: $2 ($3 s) $4"; }
 
 # run_until DEADLINE MIN_SECONDS LABEL CMD...: CMD under `timeout` to DEADLINE (s since start),
@@ -107,7 +108,8 @@ run_until() {
     return 99
   fi
   echo "== $label ($(elapsed) s; deadline ${deadline} s, ${left} s left): $*"
-  timeout --kill-after=20 "$left" "$@"
+  # TERM at deadline - GRACE, KILL at the deadline: a step never runs past its deadline
+  timeout --kill-after=$GRACE $((left - GRACE)) "$@"
   rc=$?
   case $rc in
     0) note "$label" ok $((SECONDS - t0)) "" ;;
@@ -236,7 +238,7 @@ if from 2 step2; then
     left=$((D2 - $(elapsed)))
     if [ "$left" -lt 20 ]; then echo "not started (deadline): table1/$row seed $seed"; continue; fi
     started=$((started + 1))
-    timeout --kill-after=20 "$left" "${TRAIN[@]}" hydra.run.dir="$RUNS/table1/$row/seed$seed" experiment="table1/$row" seed="$seed" "${T1[@]}" \
+    timeout --kill-after=$GRACE $((left - GRACE)) "${TRAIN[@]}" hydra.run.dir="$RUNS/table1/$row/seed$seed" experiment="table1/$row" seed="$seed" "${T1[@]}" \
       > "$REC/logs/table1_${row}_seed$seed.log" 2>&1 &
     pids+=($!)
   done
@@ -258,7 +260,7 @@ if from 3 step3; then
 fi
 
 # ------------------------------------------------------- 4. CIFAR-10 short-budget L0 WRN
-D4=$((BUDGET - 35))  # room for a SIGTERM'd run to write its record, then packing
+D4=$((BUDGET - 40 * BUDGET / 540))  # the run gets TERM at D4 - GRACE (writes its record), then packing
 if from 4 step4; then
   if [ -n "$C10_PID" ] && [ $((D4 - $(elapsed))) -ge 60 ]; then
     wait "$C10_PID" || note 4_cifar_unpack failed 0 "the CIFAR-10 subset did not unpack"

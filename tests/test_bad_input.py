@@ -130,7 +130,7 @@ def test_wandb_online_without_network_falls_back_to_offline(tmp_path, mnist_root
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
     run_dir = tmp_path / "run"
     proc = train(run_dir, "trainer.max_steps=5", "logger.wandb.mode=online",
-                 "logger.wandb.init_timeout=15")
+                 "logger.wandb.init_timeout=5")
     assert "wandb init (online) failed" in proc.stderr
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "complete"
 
