@@ -162,3 +162,31 @@ def test_an_unreadable_speedup_file_is_named_and_left_out(tmp_path):
         make_report(runs, tmp_path / "out")
     df = pd.read_csv(tmp_path / "out" / "table1.csv")
     assert df[df["source"] == "ours"]["cpu_speedup"].isna().all()
+
+
+def test_gate_gradients_over_training_are_drawn_for_table2s_l0_runs(tmp_path):
+    runs = tmp_path / "runs"
+    layers = ["group1.0.conv1", "group2.0.conv1"]
+    for name, data_median in (("wrn16_c10_l0_c1", 1e-9), ("wrn16_c10_l0_c1_pe", 3e-4)):
+        d = fx.make_run(runs, f"table2s/{name}/seed0",
+                        fx.summary_for(f"table2s/{name}", 0, model="wrn-28-10", method="l0",
+                                       lambdas=[1.0] * 12, epochs=30, architecture=[150] * 12,
+                                       error_final=0.1))
+        m = pd.read_csv(d / "metrics.csv")
+        for layer in layers:
+            m[f"gates/grad_data_median/{layer}"] = data_median
+            m[f"gates/grad_data/{layer}"] = data_median * 10
+            m[f"gates/grad_penalty/{layer}"] = 3e-5
+        m.to_csv(d / "metrics.csv", index=False)
+    make_report(runs, tmp_path / "out")
+    assert (tmp_path / "out" / "figures" / "gate_grads_wrn_cpu.png").stat().st_size > 1000
+    assert "gate_grads_wrn_cpu" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_no_gate_gradient_figure_without_logged_gradients(tmp_path):
+    runs = tmp_path / "runs"
+    fx.make_run(runs, "table2s/wrn16_c10_l0_c1/seed0",
+                fx.summary_for("table2s/wrn16_c10_l0_c1", 0, model="wrn-28-10", method="l0",
+                               lambdas=[1.0] * 12, epochs=30, architecture=[150] * 12))
+    make_report(runs, tmp_path / "out")
+    assert not (tmp_path / "out" / "figures" / "gate_grads_wrn_cpu.png").exists()

@@ -179,6 +179,48 @@ def fig_wrn_cpu(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | str
     return fig_wrn(groups, paper, out_dir, prefix="table2s/", name="fig4_wrn_cpu")
 
 
+GATE_GRADS = (("gates/grad_data_median/", "data, median over gates", "-"),
+              ("gates/grad_data/", "data, mean over gates", ":"),
+              ("gates/grad_penalty/", "penalty, mean over gates", "--"))
+
+
+def _layer_mean(run: Run, prefix: str) -> pd.Series | None:
+    """Per logged step, the mean over gated layers of the columns ``prefix<layer>``, by epoch."""
+    cols = [c for c in run.metrics.columns if c.startswith(prefix)]
+    if not cols:
+        return None
+    m = run.metrics[["epoch", *cols]].dropna()
+    return m[cols].mean(axis=1).set_axis(m["epoch"].to_numpy(dtype=float))
+
+
+def fig_gate_grads_cpu(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | str:
+    """|d/dlog_alpha| of the cross-entropy and of the penalty over training, one panel per
+    table2s/ L0 row (``trainer.log_gate_grads``): do the gates learn from the data?"""
+    keys = sorted(k for k in groups if k[0].startswith("table2s/") and k[3] == "l0"
+                  and any(_layer_mean(r, GATE_GRADS[0][0]) is not None for r in groups[k]))
+    if not keys:
+        return "no complete table2s/ L0 run logged gate gradients (trainer.log_gate_grads)"
+    fig, axes = _grid(len(keys), 2, (5.0, 3.5))
+    for ax, key in zip(axes, keys, strict=True):
+        for i, run in enumerate(groups[key]):
+            for j, (prefix, what, style) in enumerate(GATE_GRADS):
+                series = _layer_mean(run, prefix)
+                if series is not None:
+                    ax.plot(series.index, series.to_numpy(), style, lw=1, color=f"C{j}",
+                            label=what if i == 0 else None)
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("|d / d log_alpha|, mean over layers")
+        ax.set_title(_label(key, groups), fontsize=8)
+        ax.legend(fontsize=7)
+    shown = list(axes)[:len(keys)]
+    low, high = min(a.get_ylim()[0] for a in shown), max(a.get_ylim()[1] for a in shown)
+    for ax in shown:  # one scale, so shared and per-example panels compare at a glance
+        ax.set_ylim(low, high)
+    fig.tight_layout()
+    return _save(fig, out_dir, "gate_grads_wrn_cpu")
+
+
 def fig_kept_units(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | str:
     """Kept units per layer of each L0 row (min-max over seeds) beside the paper's and the full."""
     keys = sorted((k for k in groups if k[3] == "l0"), key=lambda k: _model_order(paper, k))
@@ -271,6 +313,10 @@ FIGURES: dict[str, tuple[Callable, str]] = {
                                   "FLOPs, test error and training loss over epochs, L0 with "
                                   "shared and per-example gates against dropout (Fig. 4's "
                                   "panels for these runs, not the paper's setting)"),
+    "gate_grads_wrn_cpu": (fig_gate_grads_cpu, "WRN at CPU scale: the gates' gradient from the "
+                                               "data (cross-entropy) and from the penalty over "
+                                               "training, shared against per-example samples "
+                                               "(PAPER.md 3b)"),
     "kept_units": (fig_kept_units, "kept units per layer, ours against the paper's"),
     "compact_speedup": (fig_speedup, "compact networks: measured CPU throughput speedup against "
                                      "their FLOP ratio, every benchmarked run of a table row (selection "
