@@ -34,7 +34,7 @@ from l0repro.data import DataError, DeviceData, load_dataset
 from l0repro.gate_grads import GateGrad, gate_gradients
 from l0repro.layers import L0Penalty, gated_layers
 from l0repro.record import CONFIG_FILE, WEIGHTS_FILE
-from l0repro.train import build_model, resolve_device
+from l0repro.train import bf16_autocast, build_model, resolve_device
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -98,8 +98,7 @@ def measure_gates(cfg: DictConfig, batches: int, batch_size: int | None = None,
     if not layers:
         raise ConfigError(f"model {cfg.model.name} ({cfg.model.method}) has no gated layers")
     penalty = L0Penalty(model, data.n_train, tc.weight_decay)  # the full N, as the trainer
-    bf16 = device.type == "cuda" if tc.bf16 == "auto" else bool(tc.bf16)
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
+    autocast = bf16_autocast(tc.bf16, device)
     bs = batch_size or tc.batch_size
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     model.train()
@@ -110,7 +109,8 @@ def measure_gates(cfg: DictConfig, batches: int, batch_size: int | None = None,
     lams = sorted({layer.lam for _, layer in layers})
     setup = (f"{cfg.get('name', '?')}: {cfg.model.name} on {cfg.data.name}, sampling: {sampling}; "
              f"lambda = {'/'.join(f'{v:g}' for v in lams)}/N, N = {data.n_train}, "
-             f"wd = {tc.weight_decay:g}, bf16 = {bf16}; {rows[0].data.shape[0]} training batches of {bs}")
+             f"wd = {tc.weight_decay:g}, bf16 = {autocast is not nullcontext}; "
+             f"{rows[0].data.shape[0]} training batches of {bs}")
     return rows, setup
 
 

@@ -45,20 +45,11 @@ class EMA(AveragedModel):
             return
         self._updates += 1
         weight = (1.0 - self.decay) / (1.0 - self.decay ** self._updates)
-        mine = itertools.chain(self.module.parameters(), self.module.buffers())
-        theirs = itertools.chain(model.parameters(), model.buffers())
-        lerp_a, lerp_b, copy_a, copy_b = [], [], [], []
-        for a, b in zip(mine, theirs, strict=True):
-            if a.is_floating_point() and self._updates > 1:
-                lerp_a.append(a)
-                lerp_b.append(b.detach())
-            else:  # integer buffers (BN's batch counter) and the first update: copy
-                copy_a.append(a)
-                copy_b.append(b.detach())
-        if lerp_a:
-            torch._foreach_lerp_(lerp_a, lerp_b, weight)
-        if copy_a:
-            torch._foreach_copy_(copy_a, copy_b)
+        lerp, copy = self._pairs(model, lerp_floats=self._updates > 1)  # the first update copies
+        for mine, theirs in lerp.values():
+            torch._foreach_lerp_(mine, theirs, weight)
+        if copy[0]:
+            torch._foreach_copy_(*copy)
         self.n_averaged.fill_(self._updates)
 
     def _update_on_device(self, model: nn.Module) -> None:
@@ -66,23 +57,26 @@ class EMA(AveragedModel):
         n = self.n_averaged.double()
         # tensor / tensor: `float / tensor` would multiply by a reciprocal, one rounding more
         weight = torch.full_like(n, 1.0 - self.decay) / (1.0 - torch.pow(self.decay, n))
+        lerp, copy = self._pairs(model, lerp_floats=True)  # weight 1 on the first update: a copy
+        for dtype, (mine, theirs) in lerp.items():
+            torch._foreach_lerp_(mine, theirs, [weight.to(dtype)] * len(mine))
+        if copy[0]:
+            torch._foreach_copy_(*copy)
+
+    def _pairs(self, model: nn.Module, lerp_floats: bool
+               ) -> tuple[dict[torch.dtype, tuple[list, list]], tuple[list, list]]:
+        """(averaged, model) tensor pairs: floating ones to lerp, grouped by dtype (when
+        ``lerp_floats``), and the rest to copy (integer buffers such as BN's batch counter)."""
         mine = itertools.chain(self.module.parameters(), self.module.buffers())
         theirs = itertools.chain(model.parameters(), model.buffers())
         lerp: dict[torch.dtype, tuple[list, list]] = {}
-        copy_a, copy_b = [], []
+        copy: tuple[list, list] = ([], [])
         for a, b in zip(mine, theirs, strict=True):
-            if a.is_floating_point():
-                pair = lerp.setdefault(a.dtype, ([], []))
-                pair[0].append(a)
-                pair[1].append(b.detach())
-            else:
-                copy_a.append(a)
-                copy_b.append(b.detach())
-        for dtype, (lerp_a, lerp_b) in lerp.items():
-            w = weight.to(dtype)
-            torch._foreach_lerp_(lerp_a, lerp_b, [w] * len(lerp_a))
-        if copy_a:
-            torch._foreach_copy_(copy_a, copy_b)
+            group = lerp.setdefault(a.dtype, ([], [])) if lerp_floats and a.is_floating_point() \
+                else copy
+            group[0].append(a)
+            group[1].append(b.detach())
+        return lerp, copy
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)

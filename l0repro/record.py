@@ -44,6 +44,7 @@ METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "weights.pt"
+SPEEDUP_FILE = "speedup.json"  # written by `python -m l0repro.bench compact`, read by the report
 
 
 class RecordError(Exception):

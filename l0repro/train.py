@@ -37,7 +37,7 @@ from l0repro.data import DataError, DeviceData, load_dataset
 from l0repro.data.validation import split_for_run
 from l0repro.ema import EMA
 from l0repro.gate_bank import StepPenalty
-from l0repro.gate_grads import GateGradLog
+from l0repro.gate_grads import Autocast, GateGradLog
 from l0repro.graph_step import training_step
 from l0repro.host_allocator import keep_freed_memory
 from l0repro.layers import clamp_gates_, expected_l0, log_alphas
@@ -69,6 +69,12 @@ class Preempted(Exception):
         super().__init__(f"stopped by {signal.Signals(signum).name}; checkpoint written, rerun "
                          "the same command to resume")
         self.signum = signum
+
+
+def bf16_autocast(setting: str | bool, device: torch.device) -> Autocast:
+    """``trainer.bf16`` (auto = on for CUDA only) as a context factory: bf16 autocast or nothing."""
+    on = device.type == "cuda" if setting == "auto" else bool(setting)
+    return (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if on else nullcontext
 
 
 def resolve_device(name: str) -> torch.device:
@@ -128,9 +134,7 @@ class Trainer:
         use_cl = self.is_conv if tc.channels_last == "auto" else bool(tc.channels_last)
         self.memory_format = torch.channels_last if use_cl else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
-        use_bf16 = self.device.type == "cuda" if tc.bf16 == "auto" else bool(tc.bf16)
-        self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) \
-            if use_bf16 else nullcontext
+        self.autocast = bf16_autocast(tc.bf16, self.device)
         net = self.model
         if self.world > 1:  # averages gradients, so the penalty every rank adds counts once
             net = torch.nn.parallel.DistributedDataParallel(

@@ -40,9 +40,8 @@ from l0repro.compact import compact, counted_flops, gated_sample_shape, layer_pa
 from l0repro.host_allocator import keep_freed_memory
 from l0repro.layers import L0Gate, gated_layers
 from l0repro.models import MLP, LeNet5, WideResNet
-from l0repro.record import WEIGHTS_FILE, atomic_write_text
+from l0repro.record import SPEEDUP_FILE, WEIGHTS_FILE, atomic_write_text
 
-SPEEDUP_FILE = "speedup.json"
 # the paper's lambda-sep architectures (Table 1) and a half-width WRN
 DEFAULT_SYNTHETIC = ("lenet5=9-18-65-25", "mlp=266-88-33", "wrn-16-4=0.5")
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from l0repro.record import STATUSES, SUMMARY_FILE, SUMMARY_KEYS, RecordError, read_run
+from l0repro.record import SPEEDUP_FILE, STATUSES, SUMMARY_FILE, SUMMARY_KEYS, RecordError, read_run
 from l0repro.report.runs import Excluded, Run
 
 
@@ -44,9 +44,6 @@ def load_local(root: Path) -> tuple[list[Run], list[Excluded]]:
             continue
         runs.append(Run(source, summary, metrics, _speedup(run_dir)))
     return runs, excluded
-
-
-SPEEDUP_FILE = "speedup.json"  # written by `python -m l0repro.bench compact`
 
 
 def _speedup(run_dir: Path) -> dict[str, Any] | None:
