@@ -117,16 +117,25 @@ def test_table2s_is_its_own_table():
 def test_table2s_runs_get_their_own_table_and_figure(tmp_path):
     runs = tmp_path / "runs"
     arch = [150] * 4 + [300] * 4 + [600] * 4
-    for name, method, lams in (("wrn16_c10_dropout", "dropout", []),
-                               ("wrn16_c10_l0_001", "l0", [0.001] * 12),
-                               ("wrn16_c10_l0_001_pe", "l0", [0.001] * 12)):
+    for name, method, lams, err in (("wrn16_c10_dropout", "dropout", [], 0.08),
+                                    ("wrn16_c10_l0_001", "l0", [0.001] * 12, 0.0925),
+                                    ("wrn16_c10_l0_001_pe", "l0", [0.001] * 12, 0.0750)):
         fx.make_run(runs, f"table2s/{name}/seed0",
                     fx.summary_for(f"table2s/{name}", 0, model="wrn-28-10", method=method,
-                                   lambdas=lams, epochs=30, architecture=arch, error_final=0.08))
+                                   lambdas=lams, epochs=30, architecture=arch, error_final=err))
     make_report(runs, tmp_path / "out")
     md = (tmp_path / "out" / "table2s.md").read_text()
     assert "table2s/wrn16_c10_l0_001_pe" in md and "150-150-150-150-300" in md  # kept per layer
     assert "WRN-dropout 0.3 (ours, CPU scale)" in md
+    # no paper row at this scale: no verdict, every run read against the dropout companion
+    assert "verdict" not in md.split("\n\n")[1] and "No verdicts" in md
+    csv = pd.read_csv(tmp_path / "out" / "table2s.csv").set_index("experiment")
+    against = csv["error_vs_baseline"]
+    assert against["table2s/wrn16_c10_dropout"] == pytest.approx(0.0)
+    assert against["table2s/wrn16_c10_l0_001"] == pytest.approx(1.25)  # more errors: positive
+    assert against["table2s/wrn16_c10_l0_001_pe"] == pytest.approx(-0.5)
+    assert "| +1.25 " in md and "| -0.50 " in md
+    assert pd.isna(pd.read_csv(tmp_path / "out" / "table1.csv")["error_vs_baseline"]).all()
     assert "table2s/" not in (tmp_path / "out" / "table2.md").read_text()
     assert (tmp_path / "out" / "figures" / "fig4_wrn_cpu.png").exists()
     assert not (tmp_path / "out" / "figures" / "fig4_wrn.png").exists()

@@ -86,6 +86,7 @@ class PaperTable:
     rows: tuple[PaperRow, ...]
     experiments: str = ""  # prefix of the experiment names the table holds
     per_layer: bool = False  # show kept units per layer even without a paper architecture
+    baseline: str | None = None  # experiment every row's error is also read against (table2s)
 
     def holds(self, experiment: str, dataset: str) -> bool:
         return dataset in self.datasets and experiment.startswith(self.experiments)
@@ -154,6 +155,7 @@ def load_paper(path: Path = PAPER_FILE) -> Paper:
             error_tolerance=float(t["error_tolerance"]),
             arch_tolerance=None if tol is None else float(tol), rows=tuple(rows),
             experiments=str(t.get("experiments") or ""), per_layer=bool(t.get("per_layer")),
+            baseline=t.get("baseline"),
         ))
     selections = tuple(Selection(k, v["row"], float(v["error_window"]))
                        for k, v in (data.get("selection") or {}).items())

@@ -25,7 +25,7 @@ CSV_COLUMNS = [
     "error_final_mean", "error_final_std", "error_best_mean", "error_best_std",
     "architecture", "layers", "kept_units", "total_units", "expected_flops_pct",
     "pruned_flops_pct", "expected_params", "params_kept", "compact_params", "compact_flops_pct",
-    "cpu_speedup",
+    "cpu_speedup", "error_vs_baseline",
     "paper_error", "paper_error_mark", "paper_error_alt", "paper_architecture",
     "paper_architecture_mark", "verdict",
 ]
@@ -213,9 +213,24 @@ def build_table(table: PaperTable, paper: Paper, groups: dict[tuple, list[Run]])
                              "verdict": "not run" if prow.experiment else ""})
         rows += [_own_row(k, network, paper, mine[k]) for k in unmapped if k not in own]
     df = pd.DataFrame(rows, columns=CSV_COLUMNS)
+    df["error_vs_baseline"] = _against_baseline(df, table.baseline)
     for col in ("seeds", "epochs", "kept_units", "total_units", "params_kept"):
         df[col] = df[col].astype("Int64")
     return df
+
+
+def _against_baseline(df: pd.DataFrame, baseline: str | None) -> pd.Series:
+    """Each row's final error minus the baseline experiment's on the same dataset, in points
+    (NaN without a baseline run; the longest baseline run when it has several lengths)."""
+    out = pd.Series(math.nan, index=df.index, dtype=float)
+    if baseline is None:
+        return out
+    base = df[(df["experiment"] == baseline) & (df["source"] == "ours")]
+    for dataset, rows in base.groupby("dataset"):
+        ref = rows.sort_values("epochs", ascending=False)["error_final_mean"].iloc[0]
+        mine = (df["dataset"] == dataset) & (df["source"] == "ours")
+        out[mine] = df.loc[mine, "error_final_mean"] - ref
+    return out
 
 
 def _text(x) -> str:
@@ -271,6 +286,8 @@ def display(df: pd.DataFrame, table: PaperTable) -> pd.DataFrame:
         "compact params": [_count(x) for x in df["compact_params"]],
         "compact FLOPs %": [_pct(x) for x in df["compact_flops_pct"]],
         "CPU speedup (compact)": [("" if pd.isna(x) else f"{x:.2f}x") for x in df["cpu_speedup"]],
+        "error vs baseline (points)": [("" if pd.isna(x) else f"{x:+.2f}")
+                                       for x in df["error_vs_baseline"]],
         "seeds": [_text(x) for x in df["seeds"]],
         "epochs": [_text(x) for x in df["epochs"]],
         "paper error %": [_marked(v, m, f"{{:.{table.decimals}f}}", alt) for v, m, alt in
@@ -287,20 +304,30 @@ def display(df: pd.DataFrame, table: PaperTable) -> pd.DataFrame:
         drop = ["network", "architecture", "paper architecture"]
     else:
         drop = ["dataset", "kept maps"]
+    if table.baseline is None:
+        drop.append("error vs baseline (points)")
+    if not table.rows:  # nothing of the paper's to stand beside
+        drop += ["paper error %", "paper architecture", "verdict"]
     return pd.DataFrame({k: v for k, v in cols.items() if k not in drop})
 
 
 def notes(df: pd.DataFrame, table: PaperTable) -> list[str]:
     """How to read the table, and the paper's footnotes."""
     arch = "architecture" if table.arch_tolerance is not None else "kept maps"
+    if table.rows:
+        judged = (f"Verdict: error within {table.error_tolerance:g} points of the paper's"
+                  + (f", kept units per layer within {table.arch_tolerance * 100:g}% of the "
+                     "paper's." if table.arch_tolerance is not None
+                     else " (the paper gives no architecture)."))
+    else:
+        judged = "No verdicts: the paper has no row at this scale."
+    if table.baseline is not None:
+        judged += (f" Error vs baseline: a row's final error minus that of `{table.baseline}` "
+                   "on the same dataset, in points (negative: fewer errors than the baseline).")
     lines = [
         "Errors: test error in % after the last epoch (primary) and at the best epoch, "
         "mean ± sample std over seeds.",
-        f"Verdict: error within {table.error_tolerance:g} points of the paper's"
-        + (f", kept units per layer within {table.arch_tolerance * 100:g}% of the paper's."
-           if table.arch_tolerance is not None else " (the paper gives no architecture)."),
-        "`?`: paper number not yet checked against the paper (see paper.yaml); numbers without "
-        "it were checked against the sources listed below.",
+        judged,
         "Expected FLOPs/params: under the training gates' P(z != 0) at the end of training (the "
         "live model, what the paper's Fig. 3 plots; a gate at the clamp floor still counts "
         "4.7%). Pruned test-time net: the evaluated (EMA) weights with every unit of z_hat == 0 "
@@ -313,6 +340,9 @@ def notes(df: pd.DataFrame, table: PaperTable) -> list[str]:
         "not benchmarked.",
         f"The paper trains for {table.epochs} epochs; `epochs` is ours.",
     ]
+    if table.rows:
+        lines.insert(2, "`?`: paper number not yet checked against the paper (see paper.yaml); "
+                        "numbers without it were checked against the sources listed below.")
     if (df["seeds"].fillna(0) > 1).any():
         lines.append(f"`*`: {arch} is the per-layer mean over seeds, rounded.")
     lines += [f"{r.network}, {r.method}: {r.note}." for r in table.rows if r.note]
