@@ -86,6 +86,13 @@ class CompactModule(nn.Module):
         return ", ".join(parts)
 
 
+def gather_columns(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[:, index]``, skipped when ``index`` keeps every column: ``compact`` builds its
+    indices sorted and unique, so a full-length one is the identity (a dense layer keeps all
+    its inputs, and copying them would only cost time)."""
+    return x if index.numel() == x.shape[1] else x.index_select(1, index)
+
+
 class CompactMLP(CompactModule):
     """ReLU MLP on the kept input pixels ``input_index`` (of ``in_features``).
 
@@ -102,7 +109,7 @@ class CompactMLP(CompactModule):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(1).index_select(1, self.input_index)
+        x = gather_columns(x.flatten(1), self.input_index)
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < len(self.layers) - 1:
@@ -134,7 +141,7 @@ class CompactLeNet5(CompactModule):
         # relu(max_pool(x)) == max_pool(relu(x)) exactly (relu is monotone): 4x fewer relus
         x = F.relu(F.max_pool2d(self.conv1(x), 2))
         x = F.relu(F.max_pool2d(self.conv2(x), 2))
-        x = F.relu(self.fc1(x.flatten(1).index_select(1, self.fc1_index)))
+        x = F.relu(self.fc1(gather_columns(x.flatten(1), self.fc1_index)))
         return self.fc2(x)
 
 
@@ -338,6 +345,10 @@ def load_compact(path: Path | str) -> CompactModule:
     d = torch.load(path, map_location="cpu", weights_only=True)
     model = BUILDERS[d["builder"]](**d["kwargs"])
     model.load_state_dict(d["state_dict"])
+    for name, index in model.named_buffers():
+        if name.endswith("_index") and index.numel() > 1 and not bool((index.diff() > 0).all()):
+            raise ValueError(f"{path}: buffer {name} is not sorted and unique; compact() writes "
+                             f"every index that way (was the file edited?)")
     return model.eval()
 
 

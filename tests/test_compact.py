@@ -16,6 +16,7 @@ from l0repro.compact import (
     CompactBlock,
     compact,
     counted_flops,
+    gather_columns,
     gated_sample_shape,
     layer_params,
     load_compact,
@@ -143,7 +144,7 @@ def test_a_wholly_closed_mnist_layer_is_a_clear_error(cls, layer, match):
 
 def test_dense_and_dropout_models_compact_to_themselves():
     torch.manual_seed(0)
-    for gated in (LeNet5(method="dense"), WideResNet(10, 1, method="dropout")):
+    for gated in (MLP(method="dense"), LeNet5(method="dense"), WideResNet(10, 1, method="dropout")):
         randomize_batchnorm_(gated, torch.Generator().manual_seed(0))
         small = compact(gated)
         shape = gated_sample_shape(gated)
@@ -164,6 +165,21 @@ def test_compact_file_loads_with_weights_only_and_rebuilds(build, tmp_path):
     x = torch.rand(3, *gated_sample_shape(gated))
     with torch.no_grad():
         assert torch.equal(again(x), small(x))
+
+
+def test_an_index_that_keeps_every_column_is_not_copied():
+    x = torch.rand(4, 6)
+    assert gather_columns(x, torch.arange(6)) is x  # a dense layer's inputs: no copy
+    torch.testing.assert_close(gather_columns(x, torch.tensor([0, 2, 5])), x[:, [0, 2, 5]])
+
+
+def test_a_compact_file_whose_index_is_not_sorted_is_refused(tmp_path):
+    small = compact(MLP(method="dense"))
+    with torch.no_grad():  # full length but permuted: no longer the identity gather_columns skips
+        small.input_index.copy_(torch.arange(784).flip(0))
+    save_compact(small, tmp_path / "c.pt")
+    with pytest.raises(ValueError, match=r"c\.pt: buffer input_index is not sorted and unique"):
+        load_compact(tmp_path / "c.pt")
 
 
 def test_cli_on_a_short_real_run(tmp_path, mnist_root, capsys):

@@ -135,6 +135,9 @@ def test_table2s_runs_get_their_own_table_and_figure(tmp_path):
     assert against["table2s/wrn16_c10_l0_001"] == pytest.approx(1.25)  # more errors: positive
     assert against["table2s/wrn16_c10_l0_001_pe"] == pytest.approx(-0.5)
     assert "| +1.25 " in md and "| -0.50 " in md
+    index = (tmp_path / "out" / "README.md").read_text()
+    assert "without verdicts (no paper row at this scale), each read against " \
+           "`table2s/wrn16_c10_dropout`" in index
     assert pd.isna(pd.read_csv(tmp_path / "out" / "table1.csv")["error_vs_baseline"]).all()
     assert "table2s/" not in (tmp_path / "out" / "table2.md").read_text()
     assert (tmp_path / "out" / "figures" / "fig4_wrn_cpu.png").exists()

@@ -112,8 +112,12 @@ def readme(runs: list[Run], excluded: list[Excluded], sources: list[str],
         ]
     lines += ["", "## Files", "", "| file | what it is |", "|---|---|"]
     for t in tables:
+        against = ("beside the paper's rows, with verdicts" if t.rows else
+                   "without verdicts (no paper row at this scale)")
+        if t.baseline:
+            against += f", each read against `{t.baseline}`"
         lines.append(f"| `{t.key}.md`, `{t.key}.csv`, `{t.key}.tex` | {t.title}: our runs "
-                     "aggregated over seeds beside the paper's rows, with verdicts "
+                     f"aggregated over seeds {against} "
                      "(Markdown, CSV with full precision, LaTeX with booktabs) |")
     lines.append(f"| `{RUNS_FILE}` | every run read: included or left out, and why |")
     pages = pages or {}
