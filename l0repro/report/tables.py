@@ -324,10 +324,13 @@ def notes(df: pd.DataFrame, table: PaperTable) -> list[str]:
     if table.baseline is not None:
         judged += (f" Error vs baseline: a row's final error minus that of `{table.baseline}` "
                    "on the same dataset, in points (negative: fewer errors than the baseline).")
+    unchecked = ["`?`: paper number not yet checked against the paper (see paper.yaml); "
+                 "numbers without it were checked against the sources listed below."]
     lines = [
         "Errors: test error in % after the last epoch (primary) and at the best epoch, "
         "mean ± sample std over seeds.",
         judged,
+        *(unchecked if table.rows else []),
         "Expected FLOPs/params: under the training gates' P(z != 0) at the end of training (the "
         "live model, what the paper's Fig. 3 plots; a gate at the clamp floor still counts "
         "4.7%). Pruned test-time net: the evaluated (EMA) weights with every unit of z_hat == 0 "
@@ -340,9 +343,6 @@ def notes(df: pd.DataFrame, table: PaperTable) -> list[str]:
         "not benchmarked.",
         f"The paper trains for {table.epochs} epochs; `epochs` is ours.",
     ]
-    if table.rows:
-        lines.insert(2, "`?`: paper number not yet checked against the paper (see paper.yaml); "
-                        "numbers without it were checked against the sources listed below.")
     if (df["seeds"].fillna(0) > 1).any():
         lines.append(f"`*`: {arch} is the per-layer mean over seeds, rounded.")
     lines += [f"{r.network}, {r.method}: {r.note}." for r in table.rows if r.note]
