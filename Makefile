@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 data: $(STAMP)
 	$(BIN)/python -m l0repro.data.fetch --root $(DATA) $(DATASETS)
 
+# one pytest-xdist worker per core, at most 4 (each starts real trainings); TEST_WORKERS=0: serial
+TEST_WORKERS ?= auto --maxprocesses 4
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from l0repro.data import DataError
@@ -59,6 +60,18 @@ def cifar10_root() -> Path:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "real_data: needs a real dataset (mnist_root, cifar10_root)")
+    share_the_cores()
+
+
+def share_the_cores() -> None:
+    """Under pytest-xdist (``make test`` runs ``-n auto``), each worker and the trainings it starts
+    use their share of the cores instead of all of them: oversubscribed OpenMP threads spin and
+    slow every worker down. An ``OMP_NUM_THREADS`` set by the caller is kept."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers <= 1:
+        return
+    threads = os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    torch.set_num_threads(int(threads))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -4,12 +4,17 @@ and nothing marked complete. One case per row of the README's table."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
+import hydra.errors
 import pytest
 
-from tests.conftest import REPO, data_root
+from l0repro.config_check import ConfigError
+from l0repro.data import DataError
+from l0repro.train import USER_ERRORS, run
+from tests.conftest import REPO, compose_train, data_root
 from tests.test_train import train
 
 QUICK = ["trainer.max_steps=5", "logger.wandb.mode=disabled"]
@@ -21,23 +26,42 @@ def assert_not_complete(run_dir: Path) -> None:
         assert json.loads(summary.read_text())["status"] != "complete"
 
 
+# the command line's contract, once per kind of refusal: Hydra's (exit 1) and the suite's (exit 2)
 @pytest.mark.parametrize("overrides, code, message", [
     (["experiment=table1/no_such_row"], 1, "table1/no_such_row"),
-    (["model=no_such_model"], 1, "no_such_model"),
-    (["data=no_such_dataset"], 1, "no_such_dataset"),
-    (["data.name=svhn"], 2, "data.name='svhn'"),
-    (["model.method=magic"], 2, "model.method='magic'"),
-    (["model.lambdas=[0.1,-1.0,0.1]"], 2, "-1.0"),
-    (["trainer.batch_size=0"], 2, "trainer.batch_size must be a positive integer, got 0"),
-    (["trainer.epochs=-3"], 2, "trainer.epochs must be a positive integer, got -3"),
-    (["trainer.max_steps=0"], 2, "trainer.max_steps"),
-    (["logger.wandb.mode=sometimes"], 2, "logger.wandb.mode"),
+    (["model.method=magic"], 2, "l0repro.train: error (ConfigError): unknown method model.method='magic'"),
 ])
-def test_bad_config_is_refused(tmp_path, overrides, code, message):
+def test_bad_config_is_refused_by_the_command(tmp_path, overrides, code, message):
     proc = train(tmp_path / "run", *QUICK, *overrides, check=False)
     assert proc.returncode == code, proc.stderr
     assert message in proc.stderr
     assert_not_complete(tmp_path / "run")
+
+
+# every other refusal in-process (a process per case would cost seconds of imports each)
+@pytest.mark.parametrize("overrides, message", [
+    (["model=no_such_model"], "no_such_model"),
+    (["data=no_such_dataset"], "no_such_dataset"),
+])
+def test_unknown_config_group_option_is_named(overrides, message):
+    with pytest.raises(hydra.errors.MissingConfigException, match=message):
+        compose_train([*QUICK, *overrides])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.name=svhn"], "data.name='svhn'"),
+    (["model.lambdas=[0.1,-1.0,0.1]"], "-1.0"),
+    (["trainer.batch_size=0"], "trainer.batch_size must be a positive integer, got 0"),
+    (["trainer.epochs=-3"], "trainer.epochs must be a positive integer, got -3"),
+    (["trainer.max_steps=0"], "trainer.max_steps"),
+    (["logger.wandb.mode=sometimes"], "logger.wandb.mode"),
+])
+def test_bad_config_value_is_refused_before_anything_is_written(tmp_path, overrides, message):
+    run_dir = tmp_path / "run"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run(compose_train([*QUICK, *overrides]), run_dir)
+    assert not run_dir.exists()
+    assert issubclass(ConfigError, USER_ERRORS) and issubclass(DataError, USER_ERRORS)  # exit 2
 
 
 # the number of lambdas is checked when the model is built, after the data is loaded
@@ -46,12 +70,12 @@ def test_bad_config_is_refused(tmp_path, overrides, code, message):
     (["experiment=table1/lenet5_l0", "model.lambdas=[1,1,1]"], "conv1, conv2, fc1, fc2"),
 ])
 def test_per_layer_lambdas_of_the_wrong_length_are_refused(tmp_path, mnist_root, overrides, message):
-    proc = train(tmp_path / "run", *QUICK, *overrides, f"data.root={mnist_root}", check=False)
-    assert proc.returncode == 2, proc.stderr
-    assert message in proc.stderr
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run(compose_train([*QUICK, *overrides, f"data.root={mnist_root}"]), tmp_path / "run")
     assert_not_complete(tmp_path / "run")
 
 
+# the data errors below in-process; this one through the command (exit 2, the path named)
 def test_missing_data_directory_is_named(tmp_path):
     missing = tmp_path / "nowhere"
     proc = train(tmp_path / "run", *QUICK, f"data.root={missing}", "data.download=false",
@@ -64,8 +88,9 @@ def test_data_directory_that_is_a_file_is_refused(tmp_path):
     # running as root, permission bits do not make a directory unreadable; a file does
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
-    proc = train(tmp_path / "run", *QUICK, f"data.root={not_a_dir}", check=False)
-    assert proc.returncode == 2 and f"{not_a_dir} is not a directory" in proc.stderr
+    with pytest.raises(DataError, match=re.escape(f"{not_a_dir} is not a directory")):
+        run(compose_train([*QUICK, f"data.root={not_a_dir}"]), tmp_path / "run")
+    assert_not_complete(tmp_path / "run")
 
 
 @pytest.fixture
@@ -81,9 +106,9 @@ def mnist_copy(tmp_path, mnist_root) -> Path:
 def test_truncated_dataset_file_is_named(tmp_path, mnist_copy):
     target = mnist_copy / "train-labels-idx1-ubyte"
     target.write_bytes(target.read_bytes()[:1000])
-    proc = train(tmp_path / "run", *QUICK, f"data.root={mnist_copy.parents[1]}", check=False)
-    assert proc.returncode == 2
-    assert str(target) in proc.stderr and "fails its checksum" in proc.stderr
+    with pytest.raises(DataError, match=f"{re.escape(str(target))}.*fails its checksum"):
+        run(compose_train([*QUICK, f"data.root={mnist_copy.parents[1]}"]), tmp_path / "run")
+    assert_not_complete(tmp_path / "run")
 
 
 def test_corrupt_dataset_file_fails_its_checksum(tmp_path, mnist_copy):
@@ -91,9 +116,9 @@ def test_corrupt_dataset_file_fails_its_checksum(tmp_path, mnist_copy):
     data = bytearray(target.read_bytes())
     data[5000] ^= 0xFF
     target.write_bytes(bytes(data))
-    proc = train(tmp_path / "run", *QUICK, f"data.root={mnist_copy.parents[1]}", check=False)
-    assert proc.returncode == 2
-    assert str(target) in proc.stderr and "fails its checksum" in proc.stderr
+    with pytest.raises(DataError, match=f"{re.escape(str(target))}.*fails its checksum"):
+        run(compose_train([*QUICK, f"data.root={mnist_copy.parents[1]}"]), tmp_path / "run")
+    assert_not_complete(tmp_path / "run")
 
 
 def test_divergence_stops_with_the_step_and_last_good_metrics(tmp_path, mnist_root):
