@@ -61,7 +61,11 @@ def test_bad_config_value_is_refused_before_anything_is_written(tmp_path, overri
     with pytest.raises(ConfigError, match=re.escape(message)):
         run(compose_train([*QUICK, *overrides]), run_dir)
     assert not run_dir.exists()
-    assert issubclass(ConfigError, USER_ERRORS) and issubclass(DataError, USER_ERRORS)  # exit 2
+
+
+def test_config_and_data_errors_are_the_commands_user_errors():
+    """What the in-process tests raise, the command reports with its message and exit code 2."""
+    assert issubclass(ConfigError, USER_ERRORS) and issubclass(DataError, USER_ERRORS)
 
 
 # the number of lambdas is checked when the model is built, after the data is loaded
