@@ -103,9 +103,10 @@ def _compact_stats(runs: list[Run]) -> dict[str, float]:
             "cpu_speedup": float(np.mean([x["throughput_speedup"] for x in sp]))}
 
 
-def verdict(stats: Stats, row: PaperRow, table: PaperTable) -> str:
-    """``pass``, or ``fail: `` and what is off: the error, and each layer outside tolerance.
-    A row trained for fewer epochs than the paper says so after the verdict."""
+def verdict(stats: Stats, row: PaperRow, table: PaperTable, seeds_passing: int | None = None) -> str:
+    """``pass``, or ``fail: `` and what is off: the error, and each layer outside tolerance,
+    judged on the mean over seeds. With several seeds, ``seeds_passing`` (how many pass on their
+    own) follows the verdict, and a row trained for fewer epochs than the paper says so."""
     problems = []
     diff = stats.error_final_mean - float(row.error.value)
     if abs(diff) > table.error_tolerance + EPS:
@@ -121,9 +122,18 @@ def verdict(stats: Stats, row: PaperRow, table: PaperTable) -> str:
                 if abs(rel) > table.arch_tolerance + EPS:
                     problems.append(f"{name} {ours} vs {theirs} ({rel * 100:+.0f}%)")
     text = "pass" if not problems else "fail: " + "; ".join(problems)
+    after = []
+    if seeds_passing is not None and stats.seeds > 1:
+        after.append(f"seeds passing alone: {seeds_passing} of {stats.seeds}")
     if stats.epochs < table.epochs:
-        text += f" ({stats.epochs} of the paper's {table.epochs} epochs)"
-    return text
+        after.append(f"{stats.epochs} of the paper's {table.epochs} epochs")
+    return text + (f" ({'; '.join(after)})" if after else "")
+
+
+def seeds_passing(runs: list[Run], row: PaperRow, table: PaperTable) -> int:
+    """How many of a row's seeds pass the verdict on their own (the mean can pass when no seed
+    does, or fail when most do)."""
+    return sum(verdict(aggregate([r]), row, table).startswith("pass") for r in runs)
 
 
 def _lambdas(lams: tuple[float, ...]) -> str:
@@ -205,8 +215,9 @@ def build_table(table: PaperTable, paper: Paper, groups: dict[tuple, list[Run]])
             ours = [k for k in keys if prow.experiment and k[0] == prow.experiment]
             for key in ours:
                 stats = aggregate(mine[key])
+                passing = seeds_passing(mine[key], prow, table)
                 rows.append({**base, **_our_cells(key, stats),
-                             "verdict": verdict(stats, prow, table)})
+                             "verdict": verdict(stats, prow, table, passing)})
             if not ours:
                 rows.append({**base, "source": "paper", "experiment": prow.experiment or "",
                              "dataset": prow.dataset,
@@ -315,10 +326,12 @@ def notes(df: pd.DataFrame, table: PaperTable) -> list[str]:
     """How to read the table, and the paper's footnotes."""
     arch = "architecture" if table.arch_tolerance is not None else "kept maps"
     if table.rows:
-        judged = (f"Verdict: error within {table.error_tolerance:g} points of the paper's"
+        judged = (f"Verdict, on the mean over seeds: error within {table.error_tolerance:g} "
+                  "points of the paper's"
                   + (f", kept units per layer within {table.arch_tolerance * 100:g}% of the "
                      "paper's." if table.arch_tolerance is not None
-                     else " (the paper gives no architecture)."))
+                     else " (the paper gives no architecture).")
+                  + " With several seeds, how many pass the same test on their own follows it.")
     else:
         judged = "No verdicts: the paper has no row at this scale."
     if table.baseline is not None:
