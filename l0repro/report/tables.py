@@ -103,37 +103,44 @@ def _compact_stats(runs: list[Run]) -> dict[str, float]:
             "cpu_speedup": float(np.mean([x["throughput_speedup"] for x in sp]))}
 
 
-def verdict(stats: Stats, row: PaperRow, table: PaperTable, seeds_passing: int | None = None) -> str:
-    """``pass``, or ``fail: `` and what is off: the error, and each layer outside tolerance,
-    judged on the mean over seeds. With several seeds, ``seeds_passing`` (how many pass on their
-    own) follows the verdict, and a row trained for fewer epochs than the paper says so."""
-    problems = []
+def problems(stats: Stats, row: PaperRow, table: PaperTable) -> list[str]:
+    """What is outside tolerance against the paper's row: the error, and each layer's kept
+    units; empty when the row passes."""
+    found = []
     diff = stats.error_final_mean - float(row.error.value)
     if abs(diff) > table.error_tolerance + EPS:
-        problems.append(f"error {diff:+.2f} pp (tolerance {table.error_tolerance:g})")
+        found.append(f"error {diff:+.2f} pp (tolerance {table.error_tolerance:g})")
     paper_arch = row.arch_units()
     if table.arch_tolerance is not None and paper_arch is not None:
         if len(paper_arch) != len(stats.architecture):
-            problems.append(f"{len(stats.architecture)} layers, paper {len(paper_arch)}")
+            found.append(f"{len(stats.architecture)} layers, paper {len(paper_arch)}")
         else:
             for name, ours, theirs in zip(stats.layers, stats.architecture, paper_arch,
                                           strict=True):
                 rel = (ours - theirs) / theirs if theirs else (0.0 if ours == 0 else math.inf)
                 if abs(rel) > table.arch_tolerance + EPS:
-                    problems.append(f"{name} {ours} vs {theirs} ({rel * 100:+.0f}%)")
-    text = "pass" if not problems else "fail: " + "; ".join(problems)
+                    found.append(f"{name} {ours} vs {theirs} ({rel * 100:+.0f}%)")
+    return found
+
+
+def verdict(stats: Stats, row: PaperRow, table: PaperTable, passing_alone: int | None = None) -> str:
+    """``pass``, or ``fail: `` and its problems, judged on the mean over seeds. With several
+    seeds, ``passing_alone`` (how many pass on their own) follows the verdict, and a row trained
+    for fewer epochs than the paper says so."""
+    found = problems(stats, row, table)
+    text = "pass" if not found else "fail: " + "; ".join(found)
     after = []
-    if seeds_passing is not None and stats.seeds > 1:
-        after.append(f"seeds passing alone: {seeds_passing} of {stats.seeds}")
+    if passing_alone is not None and stats.seeds > 1:
+        after.append(f"seeds passing alone: {passing_alone} of {stats.seeds}")
     if stats.epochs < table.epochs:
         after.append(f"{stats.epochs} of the paper's {table.epochs} epochs")
     return text + (f" ({'; '.join(after)})" if after else "")
 
 
 def seeds_passing(runs: list[Run], row: PaperRow, table: PaperTable) -> int:
-    """How many of a row's seeds pass the verdict on their own (the mean can pass when no seed
-    does, or fail when most do)."""
-    return sum(verdict(aggregate([r]), row, table).startswith("pass") for r in runs)
+    """How many of a row's seeds pass on their own (the mean can pass when no seed does, or
+    fail when most do)."""
+    return sum(not problems(aggregate([r]), row, table) for r in runs)
 
 
 def _lambdas(lams: tuple[float, ...]) -> str:
