@@ -10,7 +10,6 @@ way). Raising the mmap and trim thresholds keeps those blocks on the heap for re
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 M_TRIM_THRESHOLD = -1
@@ -24,8 +23,9 @@ def keep_freed_memory() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        # the process's own symbols, libc's among them: ctypes.util.find_library would start an
+        # ldconfig subprocess, and the run already holds its lock here (l0repro.run_lock)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     ok_mmap = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1

@@ -8,6 +8,12 @@ train code runs: the refused process rewrites ``.hydra/*.yaml`` (Hydra's copy of
 overrides) and creates or appends to ``train.log``; ``config.yaml``, ``metrics.csv``,
 ``summary.json``, the checkpoints, ``weights.pt`` and ``wandb/`` are the holder's alone.
 Under data parallelism rank 0 holds the lock for every rank, and every rank learns its answer.
+
+The lock belongs to the open file, and a child the holder forks shares it until the child execs
+(the fd is close-on-exec) or ends. A holder killed while it spawns a subprocess (``ldconfig``,
+``git``: both run just after the lock is taken) leaves the lock to that child for a moment. So when
+the recorded holder has ended, ``acquire`` waits up to ``INHERITED_GRACE_S`` for its children to
+let go, and only then refuses, saying that a process the dead run forked holds the lock.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from l0repro import distributed as dp
 
 LOCK_FILE = ".lock"
 HELD = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)  # what flock says when another holds it
+INHERITED_GRACE_S = 5.0  # how long a dead holder's child may keep the lock before we refuse
 
 
 class RunDirLocked(Exception):
@@ -44,19 +51,64 @@ def acquire(run_dir: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
         holder = os.pread(fd, 1024, 0).decode(errors="replace").split()
-        os.close(fd)
         if e.errno not in HELD:
+            os.close(fd)
             print(f"l0repro.train: warning: cannot lock {path} ({e}); running without the guard "
                   "against a second process on the same run directory", file=sys.stderr)
             return -1
-        who = (f"host {holder[0]}, pid {holder[1]}, since {holder[2]}" if len(holder) == 3
-               else "a process that has not yet written its name")
-        raise RunDirLocked(f"run directory {run_dir} is in use by another run ({who}); wait for it "
-                           "to end or stop it, or use another hydra.run.dir") from None
+        ended = has_ended(holder)
+        if not (ended and lock_within(fd, INHERITED_GRACE_S)):
+            os.close(fd)
+            raise RunDirLocked(refusal(run_dir, path, holder, ended)) from None
     os.ftruncate(fd, 0)
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     os.pwrite(fd, f"{socket.gethostname()} {os.getpid()} {started_at}\n".encode(), 0)
     return fd
+
+
+def has_ended(holder: list[str]) -> bool:
+    """Whether the recorded holder ("host pid time") ran on this host and is gone (or a zombie)."""
+    if len(holder) != 3 or holder[0] != socket.gethostname() or not holder[1].isdigit():
+        return False
+    pid = int(holder[1])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    try:  # a zombie has closed its files; its parent has not yet reaped it
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def lock_within(fd: int, seconds: float) -> bool:
+    """Try the lock again until it is free or ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as e:
+            if e.errno not in HELD:
+                raise
+    return False
+
+
+def refusal(run_dir: Path, path: Path, holder: list[str], ended: bool) -> str:
+    if len(holder) != 3:
+        return (f"run directory {run_dir} is in use by another run (a process that has not yet "
+                "written its name); wait for it to end or stop it, or use another hydra.run.dir")
+    host, pid, since = holder
+    if ended:
+        return (f"run directory {run_dir} is locked: the run that held it (host {host}, pid {pid}, "
+                f"since {since}) has ended, but {INHERITED_GRACE_S:g} s later a process it forked "
+                f"still holds {path} (find it with `fuser {path}`); stop that process, or use "
+                "another hydra.run.dir")
+    return (f"run directory {run_dir} is in use by another run (host {host}, pid {pid}, since "
+            f"{since}); wait for it to end or stop it, or use another hydra.run.dir")
 
 
 @contextmanager

@@ -1,8 +1,10 @@
 """One writer per run directory: a second process is refused and writes nothing; the lock dies
-with its holder, also under SIGKILL; under DDP a refusal reaches every rank."""
+with its holder, also under SIGKILL, and a dead holder's forked child is waited for, then named;
+under DDP a refusal reaches every rank."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -15,8 +17,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from l0repro import distributed
-from l0repro.run_lock import LOCK_FILE, RunDirLocked, acquire, exclusive_run_dir
+from l0repro import distributed, run_lock
+from l0repro.run_lock import LOCK_FILE, RunDirLocked, acquire, exclusive_run_dir, has_ended
 from tests.conftest import REPO, data_root
 from tests.test_distributed import free_port
 from tests.test_resume import RUN, stable, start, wait_for
@@ -95,6 +97,78 @@ def test_sigkilled_holder_leaves_no_stale_lock(tmp_path):
     assert holds_lock(run_dir, proc.pid)  # its line stays in the file; the kernel dropped its lock
     with exclusive_run_dir(run_dir):
         assert holds_lock(run_dir, os.getpid())
+
+
+# takes the lock, forks a child that shares it for argv[2] seconds, prints the child's pid, waits
+FORKING_HOLDER = """
+import os, sys, time
+from pathlib import Path
+from l0repro.run_lock import acquire
+acquire(Path(sys.argv[1]))
+child = os.fork()
+if child == 0:
+    time.sleep(float(sys.argv[2]))
+    os._exit(0)
+print(child, flush=True)
+time.sleep(600)
+"""
+
+
+def killed_forking_holder(run_dir: Path, child_holds_s: float) -> tuple[int, int]:
+    """A holder SIGKILLed while its forked child still shares the lock: (holder pid, child pid)."""
+    proc = subprocess.Popen([sys.executable, "-c", FORKING_HOLDER, str(run_dir), str(child_holds_s)],
+                            cwd=REPO, stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    return proc.pid, child
+
+
+def lock_is_free(run_dir: Path) -> bool:
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # releases it if we took it
+
+
+def test_a_dead_holders_forked_child_is_waited_for(tmp_path):
+    """The intermittent stale lock under load: the holder died while a subprocess it was spawning
+    had not yet exec'd, so the child still shared the lock when the next run asked."""
+    holder, _ = killed_forking_holder(tmp_path, child_holds_s=3.0)
+    assert holds_lock(tmp_path, holder)
+    assert not lock_is_free(tmp_path)  # the dead run's child still shares it
+    with exclusive_run_dir(tmp_path):  # within run_lock.INHERITED_GRACE_S: waits, then takes it
+        assert holds_lock(tmp_path, os.getpid())
+
+
+def test_a_dead_holders_lasting_child_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_lock, "INHERITED_GRACE_S", 0.3)
+    holder, child = killed_forking_holder(tmp_path, child_holds_s=600)
+    try:
+        with pytest.raises(RunDirLocked) as refused, exclusive_run_dir(tmp_path):
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
+    message = str(refused.value)
+    assert f"the run that held it (host {socket.gethostname()}, pid {holder}, since " in message
+    assert "has ended, but 0.3 s later a process it forked still holds" in message
+    assert f"fuser {tmp_path / LOCK_FILE}" in message
+
+
+def test_has_ended_only_for_a_gone_process_on_this_host(tmp_path):
+    host = socket.gethostname()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert has_ended([host, gone, "t"])
+    assert not has_ended([host, str(os.getpid()), "t"])  # alive
+    assert not has_ended([f"not-{host}", gone, "t"])  # another host: cannot tell, so not ended
+    assert not has_ended([host, "x1", "t"])  # not a pid
+    assert not has_ended([])  # not yet written
 
 
 def lock_rank(rank: int, port: int, run_dir: Path, out: Path) -> None:
