@@ -48,18 +48,18 @@ def acquire(run_dir: Path) -> int:
     path = Path(run_dir) / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # no O_TRUNC: the holder's line stays
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        locked = try_lock(fd)
     except OSError as e:
+        os.close(fd)
+        print(f"l0repro.train: warning: cannot lock {path} ({e}); running without the guard "
+              "against a second process on the same run directory", file=sys.stderr)
+        return -1
+    if not locked:
         holder = os.pread(fd, 1024, 0).decode(errors="replace").split()
-        if e.errno not in HELD:
-            os.close(fd)
-            print(f"l0repro.train: warning: cannot lock {path} ({e}); running without the guard "
-                  "against a second process on the same run directory", file=sys.stderr)
-            return -1
         ended = has_ended(holder)
         if not (ended and lock_within(fd, INHERITED_GRACE_S)):
             os.close(fd)
-            raise RunDirLocked(refusal(run_dir, path, holder, ended)) from None
+            raise RunDirLocked(refusal(run_dir, path, holder, ended))
     os.ftruncate(fd, 0)
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     os.pwrite(fd, f"{socket.gethostname()} {os.getpid()} {started_at}\n".encode(), 0)
@@ -83,32 +83,36 @@ def has_ended(holder: list[str]) -> bool:
         return False
 
 
+def try_lock(fd: int) -> bool:
+    """Take the lock without waiting: False if another holds it; OSError if flock cannot work."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as e:
+        if e.errno not in HELD:
+            raise
+        return False
+
+
 def lock_within(fd: int, seconds: float) -> bool:
     """Try the lock again until it is free or ``seconds`` have passed."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(0.05)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if try_lock(fd):
             return True
-        except OSError as e:
-            if e.errno not in HELD:
-                raise
     return False
 
 
 def refusal(run_dir: Path, path: Path, holder: list[str], ended: bool) -> str:
-    if len(holder) != 3:
-        return (f"run directory {run_dir} is in use by another run (a process that has not yet "
-                "written its name); wait for it to end or stop it, or use another hydra.run.dir")
-    host, pid, since = holder
+    who = (f"host {holder[0]}, pid {holder[1]}, since {holder[2]}" if len(holder) == 3
+           else "a process that has not yet written its name")
     if ended:
-        return (f"run directory {run_dir} is locked: the run that held it (host {host}, pid {pid}, "
-                f"since {since}) has ended, but {INHERITED_GRACE_S:g} s later a process it forked "
-                f"still holds {path} (find it with `fuser {path}`); stop that process, or use "
-                "another hydra.run.dir")
-    return (f"run directory {run_dir} is in use by another run (host {host}, pid {pid}, since "
-            f"{since}); wait for it to end or stop it, or use another hydra.run.dir")
+        return (f"run directory {run_dir} is locked: the run that held it ({who}) has ended, but "
+                f"{INHERITED_GRACE_S:g} s later a process it forked still holds {path} (find it "
+                f"with `fuser {path}`); stop that process, or use another hydra.run.dir")
+    return (f"run directory {run_dir} is in use by another run ({who}); wait for it to end or "
+            "stop it, or use another hydra.run.dir")
 
 
 @contextmanager

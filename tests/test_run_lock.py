@@ -4,7 +4,6 @@ under DDP a refusal reaches every rank."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import socket
@@ -18,7 +17,7 @@ import torch
 import torch.multiprocessing as mp
 
 from l0repro import distributed, run_lock
-from l0repro.run_lock import LOCK_FILE, RunDirLocked, acquire, exclusive_run_dir, has_ended
+from l0repro.run_lock import LOCK_FILE, RunDirLocked, acquire, exclusive_run_dir, has_ended, try_lock
 from tests.conftest import REPO, data_root
 from tests.test_distributed import free_port
 from tests.test_resume import RUN, stable, start, wait_for
@@ -128,10 +127,7 @@ def killed_forking_holder(run_dir: Path, child_holds_s: float) -> tuple[int, int
 def lock_is_free(run_dir: Path) -> bool:
     fd = os.open(run_dir / LOCK_FILE, os.O_RDWR)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
+        return try_lock(fd)
     finally:
         os.close(fd)  # releases it if we took it
 
@@ -160,7 +156,7 @@ def test_a_dead_holders_lasting_child_is_named(tmp_path, monkeypatch):
     assert f"fuser {tmp_path / LOCK_FILE}" in message
 
 
-def test_has_ended_only_for_a_gone_process_on_this_host(tmp_path):
+def test_has_ended_only_for_a_gone_process_on_this_host():
     host = socket.gethostname()
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
