@@ -60,7 +60,7 @@ report: $(STAMP)
 
 # copy the records and evaluation weights (not checkpoints) of complete runs into results/runs
 # and rebuild results/
-PUBLISHED := table1 table2 table2s sweeps init
+PUBLISHED := table1 table2 table2s sweeps init wd budget
 publish: $(STAMP)
 	@for s in $$(grep -l '"status": "complete"' $$(find $(addprefix experiments/,$(PUBLISHED)) -name summary.json 2>/dev/null)); do \
 		d=$$(dirname $$s); t=results/runs/$${d#experiments/}; mkdir -p $$t; \

@@ -93,6 +93,17 @@ def git_commit() -> str:
         return "unknown"
 
 
+def git_dirty() -> bool | None:
+    """True when tracked files differ from ``git_commit()``; None when git cannot tell."""
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                             capture_output=True, text=True, timeout=10)
+        return bool(out.stdout.strip()) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def build_model(model_cfg: DictConfig) -> SparseModel:
     kwargs = OmegaConf.to_container(model_cfg, resolve=True)
     kwargs.pop("name", None)
@@ -172,9 +183,11 @@ class Trainer:
         self.bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
         self.best_error = math.inf
         self.best_epoch = -1
+        self.best_network: dict[str, Any] = {}  # architecture and pruned FLOPs at the best epoch
         self.elapsed = 0.0  # training wall time of earlier sessions of this run
         self.started_at = now_iso()
         self.git_commit = git_commit()  # the code this session of the run started with
+        self.git_dirty = git_dirty()
         self.wandb_run_id: str | None = None
         self.stop_signal: int | None = None
 
@@ -193,6 +206,7 @@ class Trainer:
             else [],
             "rows": self.rows, "acc": self.acc,
             "best_error": self.best_error, "best_epoch": self.best_epoch,
+            "best_network": self.best_network,
             "elapsed": self.elapsed + (time.perf_counter() - self.t_start),
             "started_at": self.started_at, "wandb_run_id": self.wandb_run_id,
         }
@@ -217,6 +231,7 @@ class Trainer:
         for k in ("step", "epoch", "batch_in_epoch", "epoch_gen_state", "rows", "acc",
                   "best_error", "best_epoch", "elapsed", "started_at", "wandb_run_id"):
             setattr(self, k, state[k])
+        self.best_network = state.get("best_network", {})
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] and self.device.type == "cuda" and self.world == 1:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -315,6 +330,9 @@ class Trainer:
             "test_error_final": last.get("test/error"),
             "test_error_best": None if selection else best,
             "best_epoch": self.best_epoch if epoch_rows else None,
+            # the network the best-epoch error came from: not the final one
+            "best_architecture": self.best_network.get("architecture"),
+            "best_flops_pruned": self.best_network.get("flops_pruned"),
             # a selection run: judged on data.validation held-out training images, test never seen
             "selection_run": selection,
             "validation": self.validation.record() if selection else None,
@@ -331,6 +349,7 @@ class Trainer:
             "wall_time_s": round(self.elapsed + time.perf_counter() - self.t_start, 2),
             "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
             "torch_version": torch.__version__, "git_commit": self.git_commit,
+            "git_dirty": self.git_dirty,
             "started_at": self.started_at,
             "finished_at": now_iso() if status != "running" else None,
             "error": error, "wandb_run_id": self.wandb_run_id,
@@ -363,6 +382,8 @@ class Trainer:
         error = row[f"{self.eval_split}/error"]
         if error < self.best_error:
             self.best_error, self.best_epoch = error, self.epoch
+            self.best_network = {"architecture": [row[f"kept/{n}"] for n in self.model.unit_layers],
+                                 "flops_pruned": row["flops/pruned"]}
         self.log_row(row)
         self.bar.set_postfix(epoch=f"{self.epoch}/{self.cfg.trainer.epochs}",
                              **{f"{self.eval_split}_err": f"{100 * error:.2f}%"},
