@@ -37,7 +37,10 @@ bench: $(STAMP)
 	$(BIN)/python -m l0repro.bench wrn --depth 16 --widen 4 --batch-size 128 --bf16
 	$(BIN)/python -m l0repro.bench compact --runs results/runs
 
+# MNIST first (downloaded when absent; without network the message says how to get it), then two
+# short runs and their report
 demo: $(STAMP)
+	$(BIN)/python -m l0repro.data.fetch --root $(DATA) mnist
 	$(BIN)/python -m l0repro.train experiment=table1/mlp_l0 trainer.epochs=15 data.root=$(DATA) \
 		logger.wandb.mode=disabled hydra.run.dir=experiments/demo/mlp_l0
 	$(BIN)/python -m l0repro.train experiment=table1/lenet5_l0 trainer.epochs=3 data.root=$(DATA) \
@@ -50,9 +53,12 @@ reproduce-mnist: $(STAMP)
 		experiment=table1/mlp_l0,table1/mlp_l0_sep,table1/lenet5_l0,table1/lenet5_l0_sep
 	$(MAKE) report
 
+# a GPU job: without CUDA it stops at once with the time estimated here from a short timing, and
+# what to run instead; FORCE=1 trains anyway
+reproduce-cifar: CIFAR_RUNS = table2/wrn_c10_dropout,table2/wrn_c10_l0_001,table2/wrn_c10_l0_002,table2/wrn_c100_dropout,table2/wrn_c100_l0_001,table2/wrn_c100_l0_002
 reproduce-cifar: $(STAMP)
-	$(BIN)/python -m l0repro.train -m data.root=$(DATA) seed=$(CIFAR_SEEDS) \
-		experiment=table2/wrn_c10_dropout,table2/wrn_c10_l0_001,table2/wrn_c10_l0_002,table2/wrn_c100_dropout,table2/wrn_c100_l0_001,table2/wrn_c100_l0_002
+	@test -n "$(FORCE)" || $(BIN)/python -m l0repro.bench eta --gpu-job --seeds $(CIFAR_SEEDS) $(CIFAR_RUNS)
+	$(BIN)/python -m l0repro.train -m data.root=$(DATA) seed=$(CIFAR_SEEDS) experiment=$(CIFAR_RUNS)
 	$(MAKE) report
 
 report: $(STAMP)

@@ -41,6 +41,17 @@ def check_config(cfg: DictConfig) -> None:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise ConfigError(f"model.lambdas must be non-negative numbers, got {v!r} in "
                               f"{list(values)}")
+    targets = {k: tc.get(k) for k in ("target_flops", "target_l0") if tc.get(k) is not None}
+    if len(targets) > 1:
+        raise ConfigError(f"set one of trainer.target_flops and trainer.target_l0, not both: {targets}")
+    for key, value in targets.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+            raise ConfigError(f"trainer.{key} must be a fraction in (0, 1] (or null), got {value!r}")
+        if cfg.model.method != "l0":
+            raise ConfigError(f"trainer.{key}={value} needs gates to close, but model.method="
+                              f"{cfg.model.method!r} has none; use an L0 experiment")
+    if targets and not tc.get("dual_lr", 0.0) > 0.0:
+        raise ConfigError(f"trainer.dual_lr must be positive, got {tc.get('dual_lr')!r}")
     mode = cfg.logger.wandb.mode
     if mode not in ("online", "offline", "disabled"):
         raise ConfigError(f"logger.wandb.mode must be online, offline or disabled, got {mode!r}")

@@ -4,8 +4,9 @@
 (batch, gate) draws) and |d(penalty)/d log_alpha| on K real training batches (train mode,
 augmented, as training draws them): with one gate sample per minibatch a gated conv that feeds
 a training-mode batch norm gets almost no data gradient, bar a heavy tail from samples near
-z = 0 (PAPER.md section 3b, ``l0repro.gate_grads``).
+z = 0 (docs/paper.md section 3b, ``l0repro.gate_grads``).
 
+examples:
     python -m l0repro.diagnose gates experiment=table2s/wrn16_c10_l0_001 [hydra overrides]
     python -m l0repro.diagnose gates --run experiments/table2s/wrn16_c10_l0_001/seed0
 
@@ -32,9 +33,11 @@ from l0repro.checkpoint import load_checkpoint
 from l0repro.config_check import ConfigError
 from l0repro.data import DataError, DeviceData, load_dataset
 from l0repro.gate_grads import GateGrad, gate_gradients
-from l0repro.layers import L0Penalty, gated_layers
+from l0repro.l0.layers import gated_layers
+from l0repro.l0.regularizer import L0Regularizer
+from l0repro.models.build import build_model
 from l0repro.record import CONFIG_FILE, WEIGHTS_FILE
-from l0repro.train import bf16_autocast, build_model, resolve_device
+from l0repro.runtime import bf16_autocast, resolve_device
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -97,7 +100,7 @@ def measure_gates(cfg: DictConfig, batches: int, batch_size: int | None = None,
     layers = gated_layers(model)
     if not layers:
         raise ConfigError(f"model {cfg.model.name} ({cfg.model.method}) has no gated layers")
-    penalty = L0Penalty(model, data.n_train, tc.weight_decay)  # the full N, as the trainer
+    penalty = L0Regularizer(model, data.n_train, tc.weight_decay, fused=False)  # the full N
     autocast = bf16_autocast(tc.bf16, device)
     bs = batch_size or tc.batch_size
     gen = torch.Generator(device=device).manual_seed(cfg.seed)

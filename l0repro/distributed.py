@@ -8,6 +8,7 @@ without a group, so the single-process path is unchanged.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from typing import Any
 
@@ -28,10 +29,16 @@ def _export_submitit_env() -> None:
                                                              overwrite=True)
 
 
-def init(device: torch.device) -> None:
+# how long the rendezvous and every collective wait for the other ranks before failing (torch's
+# own default for gloo is 30 minutes); a rank writing a checkpoint keeps the others waiting far less
+TIMEOUT = dt.timedelta(minutes=10)
+
+
+def init(device: torch.device, timeout: dt.timedelta = TIMEOUT) -> None:
     """Join the process group when the environment names more than one process.
 
     Backend nccl when ``device`` is cuda (each rank on ``local_device(device)``), else gloo.
+    Joining, and every collective after it, fails after ``timeout`` instead of waiting on.
     """
     _export_submitit_env()
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
@@ -39,9 +46,9 @@ def init(device: torch.device) -> None:
     if device.type == "cuda":
         device = _local_cuda()
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=device)
+        dist.init_process_group("nccl", device_id=device, timeout=timeout)
     else:
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", timeout=timeout)
 
 
 def finish() -> None:

@@ -1,4 +1,4 @@
-"""Where the gates' gradient comes from: the data (cross-entropy) or the penalty (PAPER.md 3b).
+"""Where the gates' gradient comes from: the data (cross-entropy) or the penalty (docs/paper.md 3b).
 
 A gate that scales a whole feature map feeding a training-mode batch norm has its scale divided
 back out when the sample is shared by the minibatch, so ``log_alpha`` learns almost only from
@@ -14,17 +14,17 @@ then large. So the median over (batch, gate) draws shows the typical gate, the m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from l0repro.layers import L0Penalty, gated_layers
-
-Autocast = Callable[[], AbstractContextManager]
+from l0repro.l0.layers import gated_layers
+from l0repro.l0.regularizer import L0Regularizer
+from l0repro.runtime import Autocast
 
 
 @dataclass
@@ -57,19 +57,20 @@ class GateGrad:
         return float((self.data.abs() > self.penalty.abs()).float().mean())
 
 
-def gate_gradients(model: nn.Module, penalty: L0Penalty, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+def gate_gradients(model: nn.Module, regularizer: L0Regularizer,
+                   batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                    autocast: Autocast = nullcontext) -> list[GateGrad]:
     """Both gradient parts for every gated layer of ``model``, one data row per batch (x, y).
 
     Each forward runs in the model's current mode (train mode: the layers draw fresh samples,
-    shared or per example as configured). ``penalty`` is the run's whole regulariser (expected
-    L0 + expected L2). Parameters' ``.grad`` are left alone.
+    shared or per example as configured). ``regularizer`` is the run's whole regulariser
+    (expected L0 + expected L2), unfused. Parameters' ``.grad`` are left alone.
     """
     layers = gated_layers(model)
     if not layers:
         return []
     log_alphas = [layer.gate.log_alpha for _, layer in layers]
-    pen = torch.autograd.grad(penalty(), log_alphas)
+    pen = torch.autograd.grad(regularizer.penalty(), log_alphas)
     data: list[list[torch.Tensor]] = [[] for _ in layers]
     for x, y in batches:
         with autocast():
@@ -93,14 +94,14 @@ class GateGradLog:
     def __init__(self, model: nn.Module, n_train: int, weight_decay: float,
                  autocast: Autocast = nullcontext) -> None:
         self.model = model
-        self.penalty = L0Penalty(model, n_train, weight_decay)
+        self.regularizer = L0Regularizer(model, n_train, weight_decay, fused=False)
         self.autocast = autocast
 
     def row(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         buffers = list(self.model.buffers())
         saved = [b.clone() for b in buffers]
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            grads = gate_gradients(self.model, self.penalty, [(x, y)], self.autocast)
+            grads = gate_gradients(self.model, self.regularizer, [(x, y)], self.autocast)
         with torch.no_grad():
             for b, s in zip(buffers, saved, strict=True):
                 b.copy_(s)

@@ -27,15 +27,12 @@ processes (DDP), ``trainer.cuda_graph=true`` is refused with a ``ConfigError``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
+from omegaconf import DictConfig
 
 from l0repro.config_check import ConfigError
 from l0repro.ema import EMA
-
-if TYPE_CHECKING:
-    from l0repro.train import Trainer
 
 Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 WARMUP_STEPS = 3  # PyTorch's recipe warms up for 3 iterations (11 with DDP, which is refused)
@@ -54,15 +51,14 @@ def check_supported(device: torch.device, compiled: bool = False, world_size: in
                           "(DDP's gradient all-reduce is not captured); set trainer.cuda_graph=false")
 
 
-def training_step(trainer: Trainer) -> Step:
-    """The step ``Trainer.train_epoch`` calls: ``trainer.train_step``, or its graph when
-    ``trainer.cuda_graph`` is set (refused where it cannot run, see ``check_supported``)."""
-    tc = trainer.cfg.trainer
-    if not tc.get("cuda_graph", False):
-        return trainer.train_step
-    check_supported(trainer.device, bool(tc.compile), trainer.world)
-    return GraphedStep(trainer.train_step, trainer.optimizer, trainer.ema,
-                       batch_size=tc.batch_size // trainer.world)
+def training_step(step: Step, optimizer: torch.optim.Optimizer, ema: EMA | None,
+                  trainer_cfg: DictConfig, device: torch.device, world_size: int = 1) -> Step:
+    """The step the training loop calls: ``step`` itself, or its graph when
+    ``trainer_cfg.cuda_graph`` is set (refused where it cannot run, see ``check_supported``)."""
+    if not trainer_cfg.get("cuda_graph", False):
+        return step
+    check_supported(device, bool(trainer_cfg.compile), world_size)
+    return GraphedStep(step, optimizer, ema, batch_size=trainer_cfg.batch_size // world_size)
 
 
 class GraphedStep:

@@ -14,7 +14,8 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,6 @@ import hydra
 import torch
 import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
@@ -30,18 +30,26 @@ from tqdm.auto import tqdm
 # as dp: hydra/launcher=slurm pickles this __main__ module's code by value, and cloudpickle reads
 # the names `distributed` and `config` as a use of torch.distributed.config, which it cannot pickle
 from l0repro import distributed as dp
-from l0repro import flops
+from l0repro import threads
 from l0repro.checkpoint import CheckpointError, config_differences, load_checkpoint, save_checkpoint
 from l0repro.config_check import ConfigError, check_config
 from l0repro.data import DataError, DeviceData, load_dataset
 from l0repro.data.validation import split_for_run
 from l0repro.ema import EMA
-from l0repro.gate_bank import StepPenalty
-from l0repro.gate_grads import Autocast, GateGradLog
+from l0repro.gate_grads import GateGradLog
 from l0repro.graph_step import training_step
 from l0repro.host_allocator import keep_freed_memory
-from l0repro.layers import clamp_gates_, expected_l0, log_alphas
+from l0repro.l0 import (
+    Budget,
+    L0Regularizer,
+    dense_flops,
+    expected_flops,
+    expected_params,
+    param_counts,
+    pruned_flops,
+)
 from l0repro.models.base import SparseModel
+from l0repro.models.build import build_model
 from l0repro.record import (
     CONFIG_FILE,
     RecordError,
@@ -52,6 +60,7 @@ from l0repro.record import (
     write_weights,
 )
 from l0repro.run_lock import RunDirLocked, exclusive_run_dir
+from l0repro.runtime import bf16_autocast, resolve_device
 from l0repro.wandb_logger import WandbLogger
 
 # SIGUSR2: what submitit (hydra/launcher=slurm) has SLURM send before a timeout or preemption
@@ -69,18 +78,6 @@ class Preempted(Exception):
         super().__init__(f"stopped by {signal.Signals(signum).name}; checkpoint written, rerun "
                          "the same command to resume")
         self.signum = signum
-
-
-def bf16_autocast(setting: str | bool, device: torch.device) -> Autocast:
-    """``trainer.bf16`` (auto = on for CUDA only) as a context factory: bf16 autocast or nothing."""
-    on = device.type == "cuda" if setting == "auto" else bool(setting)
-    return (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if on else nullcontext
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def git_commit() -> str:
@@ -104,29 +101,101 @@ def git_dirty() -> bool | None:
         return None
 
 
-def build_model(model_cfg: DictConfig) -> SparseModel:
-    kwargs = OmegaConf.to_container(model_cfg, resolve=True)
-    kwargs.pop("name", None)
-    try:
-        return instantiate(kwargs, _convert_="all")
-    except InstantiationException as e:  # unwrap: the model's own message names the value
-        raise ConfigError(f"model ({kwargs.get('_target_')}): {e.__cause__ or e}") from e
+def make_budget(model: SparseModel, tc: DictConfig) -> Budget | None:
+    """``trainer.target_flops`` / ``target_l0`` as a ``Budget`` (None when neither is set)."""
+    for kind in ("flops", "l0"):
+        target = tc.get(f"target_{kind}")
+        if target is not None:
+            try:
+                return Budget(model, target, kind=kind, dual_lr=tc.dual_lr)
+            except ValueError as e:  # below the floor, no gates: a config the run cannot meet
+                raise ConfigError(f"trainer.target_{kind}: {e}") from e
+    return None
+
+
+def budget_row(budget: Budget) -> dict[str, float]:
+    """The constraint's metrics columns (one host sync, at a logging interval)."""
+    value = float(budget.value)
+    return {f"constraint/{budget.kind}": value, "constraint/multiplier": float(budget.multiplier),
+            "constraint/violation": value - budget.target}
+
+
+def budget_summary(budget: Budget | None, tc: DictConfig) -> dict[str, Any]:
+    """``target_flops``, ``target_l0`` and ``constraint_met`` (the final expected fraction within
+    ``MET_TOLERANCE`` above the target; null without a budget)."""
+    out: dict[str, Any] = {"target_flops": tc.get("target_flops"), "target_l0": tc.get("target_l0")}
+    if budget is None:
+        return out | {"constraint_met": None, "constraint_final": None}
+    with torch.no_grad():
+        final = float(budget.fraction())
+    return out | {"constraint_met": budget.met(final), "constraint_final": final}
 
 
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-class Trainer:
-    """Owns one run: model, EMA, optimiser, data, record, wandb, checkpoints."""
+def wandb_logger(trainer: Trainer) -> WandbLogger:
+    """The default logger: wandb as ``logger.wandb`` configures it (off on ranks other than 0)."""
+    w = trainer.cfg.logger.wandb
+    return WandbLogger(mode=w.mode if dp.is_main() else "disabled", project=w.project,
+                       entity=w.entity, run_dir=trainer.run_dir, config=trainer.config,
+                       name=f"{trainer.cfg.name}/seed{trainer.cfg.seed}", group=trainer.cfg.name,
+                       run_id=trainer.state.wandb_run_id, init_timeout=w.init_timeout)
 
-    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+
+def tqdm_bar(trainer: Trainer) -> tqdm:
+    """The default progress bar: tqdm over the run's steps (``trainer.progress``, rank 0 only)."""
+    return tqdm(total=trainer.total_steps, initial=trainer.state.step, desc=trainer.cfg.name,
+                disable=not trainer.cfg.trainer.progress or not dp.is_main(), dynamic_ncols=True,
+                unit="step")
+
+
+@dataclass
+class TrainState:
+    """A run's progress: all of it goes into the checkpoint (beside the model, EMA, optimiser
+    and scheduler states) and comes back on resume."""
+
+    step: int = 0  # optimiser steps done
+    epoch: int = 0  # completed epochs
+    batch_in_epoch: int = 0  # batches of the current epoch already done
+    epoch_gen_state: torch.Tensor | None = None  # the data RNG at the start of this epoch
+    rows: list[dict[str, Any]] = field(default_factory=list)  # metrics rows so far
+    acc: dict[str, Any] = field(default_factory=lambda: {"loss": 0.0, "ce": 0.0, "n": 0})
+    best_error: float = math.inf
+    best_epoch: int = -1
+    best_network: dict[str, Any] = field(default_factory=dict)  # arch, pruned FLOPs at best
+    elapsed: float = 0.0  # training wall time of earlier sessions of this run
+    started_at: str = ""
+    wandb_run_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def load(self, saved: dict[str, Any]) -> None:
+        for f in fields(self):
+            if f.name in saved:  # best_network: absent from checkpoints older than the field
+                setattr(self, f.name, saved[f.name])
+
+
+class Trainer:
+    """Owns one run: model, EMA, optimiser, data, record, logger, checkpoints.
+
+    ``logger`` and ``progress`` build the metrics logger and the progress bar from the
+    trainer (defaults: wandb and tqdm); a benchmark passes silent ones.
+    """
+
+    def __init__(self, cfg: DictConfig, run_dir: Path,
+                 logger: Callable[[Trainer], WandbLogger] = wandb_logger,
+                 progress: Callable[[Trainer], tqdm] = tqdm_bar) -> None:
         self.cfg = cfg
         self.run_dir = run_dir
         self.config = OmegaConf.to_container(cfg, resolve=True)
+        self.make_logger, self.make_progress = logger, progress
         tc = cfg.trainer
         self.device = dp.local_device(resolve_device(tc.device))
         self.rank, self.world = dp.rank(), dp.world_size()
+        threads.configure(cfg, quiet=not dp.is_main())  # trainer.threads: prints the count it chose
         if self.device.type == "cpu":
             keep_freed_memory()
         torch.manual_seed(cfg.seed)
@@ -154,61 +223,49 @@ class Trainer:
         self.ema = EMA(self.model, tc.ema_decay) if tc.ema_decay else None
         # the fused sampler hands the gates their samples outside the model's forward, which a
         # compiled forward would not see: with trainer.compile each layer samples itself
-        self.penalty = StepPenalty(self.model, n_penalty, tc.weight_decay,
-                                   fused=tc.fused_gates and not tc.compile)
-        self.log_alphas = log_alphas(self.model)
+        self.regularizer = L0Regularizer(self.model, n_penalty, tc.weight_decay,
+                                         fused=tc.fused_gates and not tc.compile)
+        # trainer.target_flops / target_l0: a size as a constraint, with its Lagrange multiplier
+        self.budget = make_budget(self.model, tc)
         # trainer.log_gate_grads: data vs penalty gradient of the gates at logging intervals
         self.gate_grads = GateGradLog(self.model, n_penalty, tc.weight_decay, self.autocast) \
             if tc.log_gate_grads else None
         self.optimizer = instantiate(cfg.optim)(self.model.parameters())
         self.scheduler = instantiate(cfg.scheduler)(self.optimizer)
-        self.step_fn = training_step(self)  # train_step, or its CUDA graph (trainer.cuda_graph)
+        # train_step, or its CUDA graph (trainer.cuda_graph)
+        self.step_fn = training_step(self.train_step, self.optimizer, self.ema, tc, self.device,
+                                     self.world)
         self.data_gen = torch.Generator(device=self.device)
         self.data_gen.manual_seed(cfg.seed)
         self.steps_per_epoch = self.data.steps_per_epoch(tc.batch_size, self.world)
         self.total_steps = self.steps_per_epoch * tc.epochs
         if tc.max_steps is not None:
             self.total_steps = min(self.total_steps, tc.max_steps)
-        self.flops_dense = flops.dense_flops(self.model)
-        # progress state (all of it goes into the checkpoint)
-        self.step = 0
-        self.epoch = 0  # completed epochs
-        self.batch_in_epoch = 0  # batches of the current epoch already done
-        self.epoch_gen_state = self.data_gen.get_state()
-        self.rows: list[dict[str, Any]] = []
-        self.acc = {"loss": 0.0, "ce": 0.0, "n": 0}  # interval sums, synced at log time
+        self.flops_dense = dense_flops(self.model)
+        self.state = TrainState(epoch_gen_state=self.data_gen.get_state(), started_at=now_iso())
         # device-side step counter and first step with a non-finite loss (-1: none), so
         # divergence is pinned to its exact step without a per-step host sync
         self.step_t = torch.zeros((), dtype=torch.long, device=self.device)
         self.bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
-        self.best_error = math.inf
-        self.best_epoch = -1
-        self.best_network: dict[str, Any] = {}  # architecture and pruned FLOPs at the best epoch
-        self.elapsed = 0.0  # training wall time of earlier sessions of this run
-        self.started_at = now_iso()
         self.git_commit = git_commit()  # the code this session of the run started with
         self.git_dirty = git_dirty()
-        self.wandb_run_id: str | None = None
         self.stop_signal: int | None = None
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
+        progress = self.state.as_dict()
+        progress["elapsed"] = self.state.elapsed + (time.perf_counter() - self.t_start)
         state = {
             "config": self.config,
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-            "epoch_gen_state": self.epoch_gen_state,
+            "budget": self.budget.state_dict() if self.budget else None,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" and self.world == 1
             else [],
-            "rows": self.rows, "acc": self.acc,
-            "best_error": self.best_error, "best_epoch": self.best_epoch,
-            "best_network": self.best_network,
-            "elapsed": self.elapsed + (time.perf_counter() - self.t_start),
-            "started_at": self.started_at, "wandb_run_id": self.wandb_run_id,
+            **progress,
         }
         if self.world > 1:  # a collective: every rank's gate-noise RNG, so resume is exact
             state["rank_rng"] = dp.gather_objects(
@@ -228,10 +285,9 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        for k in ("step", "epoch", "batch_in_epoch", "epoch_gen_state", "rows", "acc",
-                  "best_error", "best_epoch", "elapsed", "started_at", "wandb_run_id"):
-            setattr(self, k, state[k])
-        self.best_network = state.get("best_network", {})
+        if self.budget:
+            self.budget.load_state_dict(state["budget"])
+        self.state.load(state)
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] and self.device.type == "cuda" and self.world == 1:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -240,7 +296,7 @@ class Trainer:
 
     def _load_rank_rng(self, rank_rng: list | None) -> None:
         if rank_rng is None or len(rank_rng) != self.world:  # saved by another number of ranks
-            torch.manual_seed(dp.rank_seed(self.cfg.seed, self.rank, self.step))
+            torch.manual_seed(dp.rank_seed(self.cfg.seed, self.rank, self.state.step))
             return
         cpu, cuda = rank_rng[self.rank]
         torch.set_rng_state(cpu)
@@ -253,15 +309,19 @@ class Trainer:
         return self.ema.module if self.ema else self.model
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        penalty = self.penalty()  # before the forward: it may draw the gates
+        penalty = self.regularizer.penalty()  # before the forward: it may draw the gates
+        if self.budget:
+            penalty = penalty + self.budget.penalty()  # multiplier * (E[FLOPs] / dense - target)
         with self.autocast():
             logits = self.forward(x)
         ce = F.cross_entropy(logits.float(), y)
-        loss = ce if penalty is None else ce + penalty
+        loss = ce + penalty if self.regularizer.active or self.budget else ce
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        clamp_gates_(self.log_alphas)
+        self.regularizer.after_step()  # the log_alpha clamp
+        if self.budget:
+            self.budget.dual_step()  # the multiplier's ascent on this step's violation
         if self.ema:
             self.ema.update_parameters(self.model)
         loss = loss.detach()
@@ -284,55 +344,59 @@ class Trainer:
         n = len(self.data.test_y)  # the validation set in a selection run
         split = self.eval_split
         out = {f"{split}/error": float(errors) / n, f"{split}/loss": float(loss) / n,
-               "flops/pruned": flops.pruned_flops(model)}
+               "flops/pruned": pruned_flops(model)}
         for name, kept in zip(self.model.unit_layers, model.architecture(), strict=True):
             out[f"kept/{name}"] = kept
         return out
 
     def interval_row(self, kind: str) -> dict[str, Any]:
         """Sync the interval accumulators (one host sync) into a metrics row."""
+        st = self.state
         if self.world > 1:  # every rank logs, and stops on a NaN, alike
-            self.acc["loss"], self.acc["ce"] = dp.mean([self.acc["loss"], self.acc["ce"]],
-                                                                self.device)
-        n = self.acc["n"] or math.nan  # an epoch row right after a resume may cover no step
+            st.acc["loss"], st.acc["ce"] = dp.mean([st.acc["loss"], st.acc["ce"]], self.device)
+        n = st.acc["n"] or math.nan  # an epoch row right after a resume may cover no step
+        with torch.no_grad():
+            expected = float(expected_flops(self.model))
         row = {
-            "step": self.step, "epoch": self.step / self.steps_per_epoch, "kind": kind,
-            "train/loss": float(self.acc["loss"]) / n, "train/ce": float(self.acc["ce"]) / n,
-            "flops/expected": float(flops.expected_flops(self.model)),
-            "l0/expected": float(expected_l0(self.model)),
+            "step": st.step, "epoch": st.step / self.steps_per_epoch, "kind": kind,
+            "train/loss": float(st.acc["loss"]) / n, "train/ce": float(st.acc["ce"]) / n,
+            "flops/expected": expected, "l0/expected": float(self.regularizer.expected_l0()),
             "lr": self.optimizer.param_groups[0]["lr"],
         }
-        if self.acc["n"] and not math.isfinite(row["train/loss"] + row["train/ce"]):
+        if self.budget:
+            row |= budget_row(self.budget)
+        if st.acc["n"] and not math.isfinite(row["train/loss"] + row["train/ce"]):
             bad = int(self.bad_step)
-            last = self.rows[-1] if self.rows else "none (diverged before the first log)"
+            last = st.rows[-1] if st.rows else "none (diverged before the first log)"
             raise TrainingDiverged(f"loss became {row['train/loss']} at step {bad} (epoch "
-                                   f"{self.epoch + 1}); last good metrics: {last}")
-        self.acc = {"loss": 0.0, "ce": 0.0, "n": 0}
+                                   f"{st.epoch + 1}); last good metrics: {last}")
+        st.acc = {"loss": 0.0, "ce": 0.0, "n": 0}
         return row
 
     def log_row(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        self.wandb.log({k: v for k, v in row.items() if k != "kind"}, step=row["step"])
+        self.state.rows.append(row)
+        self.logger.log({k: v for k, v in row.items() if k != "kind"}, step=row["step"])
 
     def summary(self, status: str, error: str | None = None) -> dict[str, Any]:
-        epoch_rows = [r for r in self.rows if r["kind"] == "epoch"]
+        st = self.state
+        epoch_rows = [r for r in st.rows if r["kind"] == "epoch"]
         last = epoch_rows[-1] if epoch_rows else {}
-        kept, dense = flops.param_counts(self.eval_model)
+        kept, dense = param_counts(self.eval_model)
         model_cfg = self.cfg.model
-        best = self.best_error if epoch_rows else None
+        best = st.best_error if epoch_rows else None
         selection = self.validation is not None
         return {
             "experiment": self.cfg.name, "model": model_cfg.name, "dataset": self.cfg.data.name,
             "method": model_cfg.method, "lambdas": list(self.model.lambdas),
             "seed": self.cfg.seed, "epochs": self.cfg.trainer.epochs,
-            "epochs_completed": self.epoch, "steps": self.step,
+            "epochs_completed": st.epoch, "steps": st.step,
             "max_steps": self.cfg.trainer.max_steps, "status": status,
             "test_error_final": last.get("test/error"),
             "test_error_best": None if selection else best,
-            "best_epoch": self.best_epoch if epoch_rows else None,
+            "best_epoch": st.best_epoch if epoch_rows else None,
             # the network the best-epoch error came from: not the final one
-            "best_architecture": self.best_network.get("architecture"),
-            "best_flops_pruned": self.best_network.get("flops_pruned"),
+            "best_architecture": st.best_network.get("architecture"),
+            "best_flops_pruned": st.best_network.get("flops_pruned"),
             # a selection run: judged on data.validation held-out training images, test never seen
             "selection_run": selection,
             "validation": self.validation.record() if selection else None,
@@ -342,17 +406,18 @@ class Trainer:
             "full_architecture": self.model.full_architecture(),
             # expected: the live training model's gates (what Fig. 3 plots); pruned/kept: the
             # test-time network (EMA weights, units with z_hat == 0 removed)
-            "expected_flops_final": float(flops.expected_flops(self.model)),
-            "expected_params_final": float(flops.expected_params(self.model)),
-            "flops_pruned": flops.pruned_flops(self.eval_model),
+            "expected_flops_final": float(expected_flops(self.model).detach()),
+            "expected_params_final": float(expected_params(self.model)),
+            "flops_pruned": pruned_flops(self.eval_model),
             "flops_dense": self.flops_dense, "params_kept": kept, "params_dense": dense,
-            "wall_time_s": round(self.elapsed + time.perf_counter() - self.t_start, 2),
+            **budget_summary(self.budget, self.cfg.trainer),
+            "wall_time_s": round(st.elapsed + time.perf_counter() - self.t_start, 2),
             "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
             "torch_version": torch.__version__, "git_commit": self.git_commit,
             "git_dirty": self.git_dirty,
-            "started_at": self.started_at,
+            "started_at": st.started_at,
             "finished_at": now_iso() if status != "running" else None,
-            "error": error, "wandb_run_id": self.wandb_run_id,
+            "error": error, "wandb_run_id": st.wandb_run_id,
         }
 
     def save(self, status: str = "running") -> dict[str, Any]:
@@ -364,30 +429,13 @@ class Trainer:
         if dp.is_main():
             if state is not None:
                 save_checkpoint(self.run_dir, state)
-            write_metrics(self.run_dir, self.rows)
+            write_metrics(self.run_dir, self.state.rows)
             if status == "complete":  # the weights evaluation used, for l0repro.compact
                 write_weights(self.run_dir, self.eval_model.state_dict())
         summary = self.summary(status)
         if dp.is_main():
             write_summary(self.run_dir, summary)
         return summary
-
-    def end_epoch(self, complete_epoch: bool) -> None:
-        row = self.interval_row("epoch") | self.evaluate()
-        if complete_epoch:
-            self.epoch += 1
-            self.batch_in_epoch = 0
-            self.epoch_gen_state = self.data_gen.get_state()
-            self.scheduler.step()
-        error = row[f"{self.eval_split}/error"]
-        if error < self.best_error:
-            self.best_error, self.best_epoch = error, self.epoch
-            self.best_network = {"architecture": [row[f"kept/{n}"] for n in self.model.unit_layers],
-                                 "flops_pruned": row["flops/pruned"]}
-        self.log_row(row)
-        self.bar.set_postfix(epoch=f"{self.epoch}/{self.cfg.trainer.epochs}",
-                             **{f"{self.eval_split}_err": f"{100 * error:.2f}%"},
-                             flops=f"{100 * row['flops/expected'] / self.flops_dense:.1f}%")
 
     # ---------------------------------------------------------------- loop
     def fit(self) -> dict[str, Any]:
@@ -396,75 +444,87 @@ class Trainer:
         state = load_checkpoint(self.run_dir) if tc.checkpoint else None
         if state is not None:
             self.load_state_dict(state)
-        self.wandb = WandbLogger(
-            mode=self.cfg.logger.wandb.mode if dp.is_main() else "disabled",
-            project=self.cfg.logger.wandb.project, entity=self.cfg.logger.wandb.entity,
-            run_dir=self.run_dir, config=self.config,
-            name=f"{self.cfg.name}/seed{self.cfg.seed}", group=self.cfg.name,
-            run_id=self.wandb_run_id, init_timeout=self.cfg.logger.wandb.init_timeout)
-        self.wandb_run_id = self.wandb.run_id
-        self.bar = tqdm(total=self.total_steps, initial=self.step, desc=self.cfg.name,
-                        disable=not tc.progress or not dp.is_main(), dynamic_ncols=True,
-                        unit="step")
+        self.logger = self.make_logger(self)
+        self.state.wandb_run_id = self.logger.run_id
+        self.bar = self.make_progress(self)
         previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         try:
-            self._loop()
-            self.elapsed += time.perf_counter() - self.t_start
+            while self.state.epoch < tc.epochs and self.state.step < self.total_steps:
+                self.train_epoch()
+                self.end_epoch()
+                if self.state.epoch < tc.epochs and self.state.step < self.total_steps:
+                    self.save()
+            self.state.elapsed += time.perf_counter() - self.t_start
             self.t_start = time.perf_counter()
             summary = self.save("complete")
-            self.wandb.summary(summary)
-            self.wandb.finish(0)
+            self.logger.summary(summary)
+            self.logger.finish(0)
             return summary
         except Preempted:
-            self.wandb.finish(1)
+            self.logger.finish(1)
             raise
         except BaseException as e:
             if dp.is_main():
-                write_metrics(self.run_dir, self.rows)
+                write_metrics(self.run_dir, self.state.rows)
                 write_summary(self.run_dir, self.summary("failed", error=f"{type(e).__name__}: {e}"))
-            self.wandb.finish(1)
+            self.logger.finish(1)
             raise
         finally:
             self.bar.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self.stop_signal = signum  # acted on after the current step
-
-    def _loop(self) -> None:
-        tc = self.cfg.trainer
-        while self.epoch < tc.epochs and self.step < self.total_steps:
-            self.train_epoch()
-            self.end_epoch(complete_epoch=self.batch_in_epoch == self.steps_per_epoch)
-            if self.epoch < tc.epochs and self.step < self.total_steps:
-                self.save()
-
     def train_epoch(self) -> None:
-        """Train through the rest of the current epoch (or until ``total_steps``)."""
-        tc = self.cfg.trainer
-        self.data_gen.set_state(self.epoch_gen_state)
+        """One epoch, top to bottom: the rest of it after a resume, or until ``total_steps``."""
+        tc, st = self.cfg.trainer, self.state
+        self.data_gen.set_state(st.epoch_gen_state)
         batches = self.data.train_batches(tc.batch_size, self.data_gen, self.memory_format)
         self.model.train()
         for b, (x, y) in enumerate(batches):
-            if b < self.batch_in_epoch:
+            if b < st.batch_in_epoch:
                 continue  # resumed mid-epoch: batches drawn again to replay the data RNG
+            # the step: penalty (drawing the gates), forward, backward, optimiser, clamp, EMA
             loss, ce = self.step_fn(x, y)
-            self.acc["loss"] = self.acc["loss"] + loss
-            self.acc["ce"] = self.acc["ce"] + ce
-            self.acc["n"] += 1
-            self.step += 1
-            self.batch_in_epoch = b + 1
-            ends_epoch = self.batch_in_epoch == self.steps_per_epoch or self.step >= self.total_steps
-            if self.step % tc.log_every == 0 and not ends_epoch:  # the epoch row covers the end
+            st.acc["loss"] = st.acc["loss"] + loss  # device tensors: no host sync here
+            st.acc["ce"] = st.acc["ce"] + ce
+            st.acc["n"] += 1
+            st.step += 1
+            st.batch_in_epoch = b + 1
+            # a metrics row every log_every steps (the loop's only host sync); the epoch's
+            # last interval is covered by the epoch row
+            ends_epoch = st.batch_in_epoch == self.steps_per_epoch or st.step >= self.total_steps
+            if st.step % tc.log_every == 0 and not ends_epoch:
                 self.log_row(self.interval_row("interval")
                              | (self.gate_grads.row(x, y) if self.gate_grads else {}))
-                self.bar.update(self.step - self.bar.n)
-            if self._stop_requested(self.step % tc.log_every == 0 or ends_epoch):
+                self.bar.update(st.step - self.bar.n)
+            # a stop signal (preemption): checkpoint and leave, to resume at this very batch
+            if self._stop_requested(st.step % tc.log_every == 0 or ends_epoch):
                 self._preempt()
-            if self.step >= self.total_steps:
+            if st.step >= self.total_steps:
                 break
-        self.bar.update(self.step - self.bar.n)
+        self.bar.update(st.step - self.bar.n)
+
+    def end_epoch(self) -> None:
+        """The epoch row: training means, evaluation (test-time gates, EMA weights), best so far."""
+        st = self.state
+        row = self.interval_row("epoch") | self.evaluate()
+        if st.batch_in_epoch == self.steps_per_epoch:  # a whole epoch (not a max_steps stop)
+            st.epoch += 1
+            st.batch_in_epoch = 0
+            st.epoch_gen_state = self.data_gen.get_state()
+            self.scheduler.step()
+        error = row[f"{self.eval_split}/error"]
+        if error < st.best_error:
+            st.best_error, st.best_epoch = error, st.epoch
+            st.best_network = {"architecture": [row[f"kept/{n}"] for n in self.model.unit_layers],
+                               "flops_pruned": row["flops/pruned"]}
+        self.log_row(row)
+        self.bar.set_postfix(epoch=f"{st.epoch}/{self.cfg.trainer.epochs}",
+                             **{f"{self.eval_split}_err": f"{100 * error:.2f}%"},
+                             flops=f"{100 * row['flops/expected'] / self.flops_dense:.1f}%")
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop_signal = signum  # acted on after the current step
 
     def _stop_requested(self, sync_point: bool) -> bool:
         """A stop signal arrived; across ranks, agreed on at sync points only (one all-reduce)."""
@@ -479,8 +539,8 @@ class Trainer:
 
     def _preempt(self) -> None:
         # rank 0's accumulators go into the checkpoint that every rank resumes from
-        self.acc["loss"], self.acc["ce"] = (float(v) for v in dp.mean(
-            [self.acc["loss"], self.acc["ce"]], self.device))
+        acc = self.state.acc
+        acc["loss"], acc["ce"] = (float(v) for v in dp.mean([acc["loss"], acc["ce"]], self.device))
         self.save()
         raise Preempted(self.stop_signal)
 

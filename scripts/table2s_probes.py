@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from l0repro import flops, gates
 from l0repro.checkpoint import load_checkpoint
-from l0repro.layers import log_alphas
+from l0repro.l0 import flops, gates
+from l0repro.l0.layers import gated_layers
+from l0repro.models.build import build_model
 from l0repro.record import read_run
-from l0repro.train import build_model
 
 
 def summed_lr(cfg, steps_per_epoch: int) -> float:
@@ -55,7 +55,7 @@ def _f_inverse(target: torch.Tensor) -> torch.Tensor:
 
 def flops_pct(model, las: list[torch.Tensor]) -> float:
     with torch.no_grad():
-        for p, v in zip(log_alphas(model), las, strict=True):
+        for p, v in zip([layer.gate.log_alpha for _, layer in gated_layers(model)], las, strict=True):
             p.copy_(v.clamp(gates.LOG_ALPHA_MIN, gates.LOG_ALPHA_MAX))
     return 100 * float(flops.expected_flops(model)) / flops.dense_flops(model)
 
@@ -66,7 +66,8 @@ def probe_row(run_dir: Path) -> dict:
     steps = int(summary["steps"])
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model)
-    start = [p.detach().clone() for p in log_alphas(model)]  # the run's init: the same seed
+    # the run's init: the same seed
+    start = [layer.gate.log_alpha.detach().clone() for _, layer in gated_layers(model)]
     end_state = load_checkpoint(run_dir)["model"]
     names = [n for n, _ in model.named_parameters() if n.endswith("log_alpha")]
     end = [end_state[n].float() for n in names]

@@ -11,6 +11,7 @@ reason, or fails them under ``CI``, where the data must be there. Such tests car
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,33 @@ def mnist_root() -> Path:
 @pytest.fixture(scope="session")
 def cifar10_root() -> Path:
     return real_dataset("cifar10")
+
+
+def loopback_error(timeout_s: float = 5.0) -> str | None:
+    """Why a TCP connection to 127.0.0.1 fails here (e.g. ``unshare -n``: loopback down), or None.
+
+    The gloo rendezvous would retry such a connection until its timeout instead of failing.
+    """
+    try:
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen(1)
+            with socket.create_connection(server.getsockname(), timeout=timeout_s):
+                pass
+    except OSError as e:
+        return str(e) or type(e).__name__
+    return None
+
+
+@pytest.fixture(scope="session")
+def loopback() -> None:
+    """Skip (fail under ``CI``) a test that starts a process group when loopback TCP fails."""
+    error = loopback_error()
+    if error:
+        msg = f"no usable loopback: a TCP connection to 127.0.0.1 fails ({error}); process groups need one"
+        if os.environ.get("CI"):
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
 
 
 def pytest_configure(config):

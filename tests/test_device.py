@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from l0repro import gates
-from l0repro.gate_bank import GateBank
-from l0repro.layers import L0Conv2d, L0Linear, L0Penalty, gated_layers
+from l0repro.l0 import gates
+from l0repro.l0.gate_bank import GateBank
+from l0repro.l0.layers import L0Conv2d, L0Linear, gated_layers
+from l0repro.l0.regularizer import L0Penalty
 from l0repro.models import MLP, LeNet5
 from l0repro.train import Trainer, run
 from tests.conftest import compose_train
@@ -95,7 +96,7 @@ def test_cuda_graph_step_trains_as_eager_does(tmp_path, test_device, mnist_root)
     graphed.fit()
     step = graphed.step_fn
     assert (step.eager_steps, step.captures) == (3 + 2, 2)
-    assert graphed.step == eager.step == 18
+    assert graphed.state.step == eager.state.step == 18
     tol = {"rtol": 1e-3, "atol": 1e-4}  # cuBLAS may pick other kernels under capture
     for (key, a), b in zip(eager.model.state_dict().items(), graphed.model.state_dict().values(),
                            strict=True):
@@ -103,7 +104,7 @@ def test_cuda_graph_step_trains_as_eager_does(tmp_path, test_device, mnist_root)
     for (key, a), b in zip(eager.ema.state_dict().items(), graphed.ema.state_dict().values(),
                            strict=True):
         torch.testing.assert_close(b.to(a.device), a, **tol, msg=key)
-    for a, b in zip(eager.rows, graphed.rows, strict=True):
+    for a, b in zip(eager.state.rows, graphed.state.rows, strict=True):
         assert b["train/loss"] == pytest.approx(a["train/loss"], rel=1e-3)
         assert abs(b["test/error"] - a["test/error"]) <= 0.002  # 20 of 10,000 test images
     assert int(graphed.bad_step) == -1 and int(graphed.step_t) == 18

@@ -1,4 +1,5 @@
-"""Where the gates' gradient comes from (PAPER.md 3b): ``l0repro.gate_grads`` and the diagnose command."""
+"""Where the gates' gradient comes from (docs/paper.md 3b): ``l0repro.gate_grads`` and the
+diagnose command."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from l0repro.data import load_dataset
 from l0repro.diagnose import main as diagnose_main
 from l0repro.diagnose import measure_gates
 from l0repro.gate_grads import GateGradLog
-from l0repro.layers import gated_layers
+from l0repro.l0.layers import gated_layers
 from l0repro.models import WideResNet
 from l0repro.record import read_run
 from tests.conftest import compose_train

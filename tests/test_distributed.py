@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -22,12 +23,13 @@ from l0repro.checkpoint import load_checkpoint
 from l0repro.config_check import ConfigError
 from l0repro.data.augment import random_crop_flip
 from l0repro.data.device_data import DeviceData
-from l0repro.layers import log_alphas, model_penalty
+from l0repro.l0 import L0Regularizer
 from l0repro.record import read_run
 from l0repro.train import Trainer, run
 from tests.conftest import REPO, compose_train, data_root
 
 GLOBAL_BATCH = 8
+JOIN_TIMEOUT = dt.timedelta(seconds=60)  # a rank that cannot reach the others fails, never hangs
 
 
 def tiny_data(n: int, augment: bool) -> DeviceData:
@@ -89,7 +91,7 @@ def ddp_rank(rank: int, port: int, tmp: Path) -> None:
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     cfg = compose_train(overrides(tmp))
-    distributed.init(torch.device("cpu"))
+    distributed.init(torch.device("cpu"), timeout=JOIN_TIMEOUT)
     trainer = Trainer(cfg, tmp)
     rng = torch.get_rng_state()
     noise = torch.rand(4)  # this rank's first gate noise, put back for the step
@@ -97,7 +99,7 @@ def ddp_rank(rank: int, port: int, tmp: Path) -> None:
     x, y = first_batch(trainer, rank, 2)
     torch.manual_seed(100 + rank)  # the noise the reference replays
     trainer.train_step(x, y)
-    grads = [a.grad.clone() for a in trainer.log_alphas]
+    grads = [a.grad.clone() for a in trainer.regularizer.log_alphas]
     odd = compose_train([*overrides(tmp), "trainer.batch_size=7"])
     try:
         run(odd, tmp / "odd")
@@ -109,7 +111,7 @@ def ddp_rank(rank: int, port: int, tmp: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory, mnist_root):
+def two_ranks(tmp_path_factory, mnist_root, loopback):
     tmp = tmp_path_factory.mktemp("ddp")
     mp.spawn(ddp_rank, args=(free_port(), tmp), nprocs=2)
     return tmp, [torch.load(tmp / f"rank{r}.pt") for r in range(2)]
@@ -123,15 +125,16 @@ def test_averaged_gradient_counts_the_l0_penalty_once(two_ranks):
     model = trainer.model
     model.train()
 
+    unfused = L0Regularizer(model, trainer.data.n_train, trainer.cfg.trainer.weight_decay, fused=False)
+
     def grads(penalty_weight: float) -> list[torch.Tensor]:
         model.zero_grad(set_to_none=True)
         ces = []
         for r in range(2):
             torch.manual_seed(100 + r)
             ces.append(F.cross_entropy(model(x[r::2]), y[r::2]))
-        full_penalty = model_penalty(model, trainer.data.n_train, trainer.cfg.trainer.weight_decay)
-        (torch.stack(ces).mean() + penalty_weight * full_penalty).backward()
-        return [a.grad.clone() for a in log_alphas(model)]
+        (torch.stack(ces).mean() + penalty_weight * unfused.penalty()).backward()
+        return [a.grad.clone() for a in unfused.log_alphas]
 
     expected, twice = grads(1.0), grads(2.0)
     for r in range(2):
@@ -167,7 +170,7 @@ def torchrun(run_dir: Path, *extra: str, nproc: int = 2, check: bool = True,
     return proc
 
 
-def test_torchrun_two_processes_write_one_complete_record(tmp_path, mnist_root):
+def test_torchrun_two_processes_write_one_complete_record(tmp_path, mnist_root, loopback):
     run_dir = tmp_path / "run"
     proc = torchrun(run_dir, "trainer.max_steps=150", "trainer.batch_size=200",
                     "trainer.log_every=50", "trainer.ema_decay=0.9", "logger.wandb.mode=offline")
@@ -185,15 +188,19 @@ def test_torchrun_two_processes_write_one_complete_record(tmp_path, mnist_root):
 
 
 @pytest.mark.slow
-def test_torchrun_stop_signal_checkpoints_and_resumes_exactly(tmp_path, mnist_root):
+def test_torchrun_stop_signal_checkpoints_and_resumes_exactly(tmp_path, mnist_root, loopback):
     """SIGTERM to torchrun reaches both ranks; they stop together, and the rerun matches."""
     run = ["trainer.epochs=2", "trainer.batch_size=1000", "trainer.log_every=5",
            "logger.wandb.mode=disabled", "seed=4"]
     torchrun(tmp_path / "reference", *run)
     run_dir = tmp_path / "run"
     proc = torchrun(run_dir, *run, popen=True)
+    deadline = time.monotonic() + 300
     while not (run_dir / "summary.json").exists():  # written after the first checkpoint
         assert proc.poll() is None, proc.stderr.read()
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"no checkpoint after 300 s:\n{proc.communicate(timeout=60)[1][-3000:]}")
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)

@@ -8,11 +8,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from l0repro.data import DataError, fetch
+from l0repro.data import DataError, fetch, load_dataset
 from l0repro.data.cifar_synthetic import write_cifar_binary
 from tests.conftest import REPO
 from tests.offline import offline_env
+
+
+def assert_names_the_next_step(message: str, root: Path) -> None:
+    """The message says where the data was looked for and the ways to get it there."""
+    assert str(root) in message, message
+    assert "`make data`" in message and "L0REPRO_DATA" in message and "DATA=<dir>" in message, message
 
 
 def fetch_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -46,6 +53,7 @@ def test_impossible_download_is_explained_and_leaves_nothing(tmp_path):
     assert f"CIFAR-10 not found in {root / 'cifar-10-batches-bin'} and could not be downloaded" \
         in proc.stderr
     assert "2 dataset(s) missing" in proc.stderr and "Traceback" not in proc.stderr
+    assert_names_the_next_step(proc.stderr, root)
     assert not (tmp_path / "new").exists()  # torchvision's empty MNIST/raw is removed too
 
 
@@ -85,3 +93,35 @@ def test_default_root_is_the_readmes(monkeypatch):
     assert fetch.default_root() == Path("data")
     monkeypatch.setenv("L0REPRO_DATA", "/somewhere/data")
     assert fetch.default_root() == Path("/somewhere/data")
+
+
+@pytest.mark.parametrize("name, first_file", [("mnist", "train-images-idx3-ubyte"),
+                                              ("cifar10", "data_batch_1.bin")])
+def test_no_download_env_makes_loading_refuse_to_download(tmp_path, monkeypatch, name, first_file):
+    monkeypatch.setenv(fetch.NO_DOWNLOAD_ENV, "1")
+    monkeypatch.setattr(fetch, "_download", no_download)
+    root = tmp_path / "data"
+    with pytest.raises(DataError) as refused:
+        load_dataset(name, root, torch.device("cpu"), download=True)  # the config asks to download
+    message = str(refused.value)
+    assert f"{fetch.LABELS[name]} not found in {fetch.folder(name, root)} (missing {first_file}, " in message
+    assert f"downloads are off ({fetch.NO_DOWNLOAD_ENV} is set)" in message
+    assert_names_the_next_step(message, root)
+    assert not root.exists()
+
+
+def test_training_without_data_or_network_says_what_to_do_next(tmp_path):
+    """The demo's first step on a newcomer's machine: no data directory, no network."""
+    root = tmp_path / "data"
+    cmd = [sys.executable, "-m", "l0repro.train", "experiment=table1/mlp_l0", f"data.root={root}",
+           "logger.wandb.mode=disabled", "trainer.progress=false", f"hydra.run.dir={tmp_path / 'run'}"]
+    off = f"downloads are off ({fetch.NO_DOWNLOAD_ENV} is set)"
+    for env, outcome in (({}, "could not be downloaded"), ({fetch.NO_DOWNLOAD_ENV: "1"}, off)):
+        proc = subprocess.run(cmd, cwd=REPO, env=offline_env(**env), capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert f"MNIST not found in {root / 'MNIST' / 'raw'}" in proc.stderr
+        assert outcome in proc.stderr, proc.stderr
+        assert_names_the_next_step(proc.stderr, root)
+        assert not root.exists()  # a failed download leaves no empty directory behind

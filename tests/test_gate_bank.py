@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from l0repro import gates
-from l0repro.gate_bank import GateBank, _SampleAndPenalise
-from l0repro.layers import L0Conv2d, L0Linear, L0Penalty, gated_layers, log_alphas
+from l0repro.l0 import gates
+from l0repro.l0.gate_bank import GateBank, _SampleAndPenalise
+from l0repro.l0.layers import L0Conv2d, L0Linear, gated_layers
+from l0repro.l0.regularizer import L0Penalty
 from l0repro.models import MLP, LeNet5
 from l0repro.train import Trainer
 from tests.conftest import compose_train
@@ -23,6 +24,10 @@ def reference(u: torch.Tensor, la: torch.Tensor, coef: torch.Tensor):
                     0.0, 1.0)
     penalty = (coef * torch.sigmoid(la - BETA * math.log(-GAMMA / ZETA))).sum()
     return penalty, z
+
+
+def log_alphas(model: nn.Module) -> list[torch.Tensor]:
+    return [layer.gate.log_alpha for _, layer in gated_layers(model)]
 
 
 def small_model() -> nn.Sequential:
@@ -139,7 +144,7 @@ def test_fused_and_per_layer_training_agree(tmp_path, experiment, mnist_root):
                              "logger.wandb.mode=disabled", "trainer.progress=false",
                              f"trainer.fused_gates={str(fused).lower()}"])
         trainer = Trainer(cfg, tmp_path / str(fused))
-        assert (trainer.penalty.bank is not None) == fused
+        assert (trainer.regularizer.bank is not None) == fused
         trainer.model.train()
         batches = trainer.data.train_batches(100, trainer.data_gen)
         losses = [trainer.train_step(x, y)[0] for _, (x, y) in zip(range(10), batches, strict=False)]

@@ -158,7 +158,7 @@ def test_graph_step_trains_exactly_as_eager_with_partial_batches_and_a_new_lr(tm
     graphed.step_fn = step
     graph_summary = graphed.fit()
 
-    assert graphed.step == eager.step == 18
+    assert graphed.state.step == eager.state.step == 18
     assert step.eager_steps == WARMUP_STEPS + 2  # the warm-up and each epoch's partial batch
     assert step.captures == 2  # the first full batch after the warm-up, and after the lr changed
     assert graphed.optimizer.param_groups[0]["lr"] != eager.cfg.optim.lr  # it did change
@@ -168,6 +168,6 @@ def test_graph_step_trains_exactly_as_eager_with_partial_batches_and_a_new_lr(tm
     for (key, a), b in zip(eager.ema.state_dict().items(), graphed.ema.state_dict().values(),
                            strict=True):
         assert torch.equal(a.cpu(), b.cpu()), key
-    for a, b in zip(eager.rows, graphed.rows, strict=True):
+    for a, b in zip(eager.state.rows, graphed.state.rows, strict=True):
         assert a["train/loss"] == b["train/loss"] and a["test/error"] == b["test/error"]
     assert eager_summary["test_error_final"] == graph_summary["test_error_final"]

@@ -7,20 +7,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from l0repro import gates
-from l0repro.layers import (
-    L0Conv2d,
-    L0Linear,
-    L0Penalty,
-    clamp_gates_,
-    expected_l0,
-    gated_layers,
-    log_alphas,
-    model_penalty,
-)
+from l0repro.l0 import L0Regularizer, gates
+from l0repro.l0.layers import L0Conv2d, L0Linear, gated_layers
+from l0repro.l0.regularizer import L0Penalty
 from l0repro.models import MLP, LeNet5
 
 BETA, GAMMA, ZETA = 2.0 / 3.0, -0.1, 1.1
+
+
+def model_penalty(model: nn.Module, n_train: int, weight_decay: float) -> torch.Tensor:
+    """The whole model's penalty, unfused (what the old ``model_penalty`` returned)."""
+    return L0Regularizer(model, n_train, weight_decay, fused=False).penalty()
+
+
+def log_alphas(model: nn.Module) -> list[torch.Tensor]:
+    return L0Regularizer(model, 1).log_alphas
+
+
+def expected_l0(model: nn.Module) -> torch.Tensor:
+    return L0Regularizer(model, 1).expected_l0()
 
 
 def p_open(la: float) -> float:
@@ -279,21 +284,23 @@ def test_bad_n_train_is_rejected():
 # --- model-level helpers ------------------------------------------------------------------
 
 
-def test_clamp_gates_on_a_module_and_on_a_list():
+def test_after_step_clamps_every_log_alpha_of_the_model():
     torch.manual_seed(0)
-    lo, hi = math.log(0.01), math.log(100)
-    for use_list in (False, True):
+    lo, hi = gates.LOG_ALPHA_MIN, gates.LOG_ALPHA_MAX
+    assert (lo, hi) == pytest.approx((math.log(0.01), math.log(100)))
+    for built_before in (False, True):  # the regulariser clamps the parameters as they are now
         model = LeNet5()
+        reg = L0Regularizer(model, 1) if built_before else None
         with torch.no_grad():
             for la in log_alphas(model):
                 la.copy_(torch.linspace(-20, 20, la.numel()))
-        clamp_gates_(log_alphas(model) if use_list else model)
+        (reg or L0Regularizer(model, 1)).after_step()
         for la in (la.detach() for la in log_alphas(model)):
             assert float(la.min()) == pytest.approx(lo) and float(la.max()) == pytest.approx(hi)
             inside = la[(la > lo + 1e-6) & (la < hi - 1e-6)]
             assert inside.numel() > 0  # values inside the range are left alone
-    clamp_gates_(nn.Linear(2, 2))  # a model without gates is a no-op
-    clamp_gates_([])
+    L0Regularizer(nn.Linear(2, 2), 1).after_step()  # a model without gates is a no-op
+    L0Regularizer(MLP(method="dense"), 1).after_step()
 
 
 def test_log_alphas_and_gated_layers_in_definition_order():

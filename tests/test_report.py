@@ -184,7 +184,7 @@ def test_paper_numbers_and_marks():
     lenet = table1.row_for("table1/lenet5_l0")
     assert lenet.arch_units() == [20, 25, 45, 462] and lenet.error.verified
     assert lenet.architecture.verified and "1811.03060" in lenet.architecture.source
-    # every checked number names its source (PAPER.md's confirmations)
+    # every checked number names its source (docs/paper.md's confirmations)
     assert all(m.source for t in paper.tables for r in t.rows for m in (r.error, r.architecture)
                if m is not None and m.verified)
     marks = {r.experiment: r.error.mark for r in table2.rows}
@@ -319,3 +319,151 @@ def test_readme_lists_rows_that_miss_the_paper_with_reasons(tmp_path):
     assert "`table1/lenet5_l0`" in section and "conv2 10 vs 25 (-60%)" in section
     assert "Likely reason: too few epochs in this synthetic run" in section
     assert "`table1/mlp_l0`" not in section  # it passes
+
+
+@pytest.fixture(scope="module")
+def lenet_sep(tmp_path_factory):
+    """The lenet5_l0_sep row's three published seeds, reported."""
+    root = tmp_path_factory.mktemp("lenet_sep")
+    runs = fx.build_lenet_sep(root / "runs")
+    make_report(runs, root / "out")
+    return root / "out"
+
+
+def test_a_row_whose_mean_passes_while_no_seed_does_is_not_reproduced_seed_by_seed(lenet_sep):
+    df = pd.read_csv(lenet_sep / "table1.csv", keep_default_na=False)
+    row = df[(df["experiment"] == "table1/lenet5_l0_sep") & (df["source"] == "ours")].iloc[0]
+    assert row["verdict"] == "pass (seeds passing alone: 0 of 3)"
+    assert row["reproduced"] == \
+        "not reproduced seed by seed (0 of 3 seeds pass alone; the mean passes)"
+    # the seeds miss in opposite directions, each named with the units it is off
+    assert row["seed_gaps"] == ("seed 0: conv1 +3 (±2, outside); seed 1: error +0.25 pp; "
+                                "seed 2: conv1 +3 (±2, outside), fc2 -8 (±6, outside)")
+    md = (lenet_sep / "table1.md").read_text()
+    assert "not reproduced seed by seed" in md
+    readme = (lenet_sep / "README.md").read_text()
+    glance = readme.split("## At a glance")[1].split("\n## ")[0]
+    line = next(x for x in glance.splitlines() if "`table1/lenet5_l0_sep`" in x)
+    assert "not reproduced seed by seed" in line and "seed 1: error +0.25 pp" in line
+    assert "no reason recorded yet" in line  # no reasons.yaml here, and a full schedule
+    assert "`table1/lenet5_l0_sep`" in readme.split("## Rows that miss the paper")[1]
+
+
+def test_each_layer_shows_how_many_units_it_is_off_and_how_many_the_tolerance_allows(lenet_sep):
+    df = pd.read_csv(lenet_sep / "table1.csv", keep_default_na=False)
+    row = df[(df["experiment"] == "table1/lenet5_l0_sep") & (df["source"] == "ours")].iloc[0]
+    # mean 11-21-62-20 against 9-18-65-25: 25 % of 9 allows 2 filters, of 65 allows 16 units
+    assert row["units_off"] == "conv1 +2 (±2); conv2 +3 (±4); fc1 -3 (±16); fc2 -5 (±6)"
+    table1 = load_paper().tables[0]
+    from l0repro.report.tables import units_off
+    lenet = table1.row_for("table1/lenet5_l0")  # 20-25-45-462
+    assert units_off(_stats(0.9, [23, 25, 45, 347]), lenet, table1) == \
+        "conv1 +3 (±5); conv2 +0 (±6); fc1 +0 (±11); fc2 -115 (±115)"
+    sep = table1.row_for("table1/lenet5_l0_sep")  # 9-18-65-25
+    assert units_off(_stats(1.0, [12, 18, 65, 25]), sep, table1).startswith(
+        "conv1 +3 (±2, outside);")
+    assert "allows 2 of 9 but 115 of 462" in (lenet_sep / "table1.md").read_text()
+
+
+def test_the_best_epoch_error_stands_beside_the_network_it_came_from(lenet_sep):
+    df = pd.read_csv(lenet_sep / "table1.csv", keep_default_na=False)
+    row = df[(df["experiment"] == "table1/lenet5_l0_sep") & (df["source"] == "ours")].iloc[0]
+    assert row["best_networks"].split("; ") == [
+        "epoch 2: 20-49-666-378, 92.1 % FLOPs", "epoch 2: 8-25-107-30, 19.1 % FLOPs",
+        "epoch 2: 20-49-716-399, 93.6 % FLOPs"]
+    md = (lenet_sep / "table1.md").read_text()
+    assert "best epoch's network" in md and "epoch 2: 20-49-666-378, 92.1 % FLOPs" in md
+
+
+def test_a_record_without_the_best_network_says_not_recorded(report):
+    df = pd.read_csv(report["out"] / "table1.csv", keep_default_na=False)
+    assert _row(df, "table1/mlp_l0")["best_networks"] == "; ".join(["not recorded"] * 3)
+
+
+def test_git_dirty_null_reads_not_recorded(lenet_sep, report):
+    listing = pd.read_csv(lenet_sep / "runs.csv", keep_default_na=False)
+    assert set(listing["git_dirty"]) == {"not recorded"}
+    assert "Working tree at training (git_dirty): `not recorded` (3 runs)" in \
+        (lenet_sep / "README.md").read_text()
+
+
+def test_a_row_shorter_than_the_papers_schedule_gets_the_short_schedule_reason(report):
+    text = (report["out"] / "README.md").read_text()
+    section = text.split("## Rows that miss the paper")[1]
+    line = next(x for x in section.splitlines() if "`table1/lenet5_l0`" in x)
+    assert line.endswith("Likely reason: short schedule: 4 of 200 epochs")
+    assert "no reason recorded yet" not in section
+
+
+def test_a_full_schedule_row_without_a_reason_says_so(tmp_path):
+    runs = tmp_path / "runs"
+    fx.make_run(runs, "table1/lenet5_l0/seed0",
+                fx.summary_for("table1/lenet5_l0", 0, model="lenet5", epochs=200,
+                               error_final=0.010, architecture=[20, 10, 45, 462]))
+    make_report(runs, tmp_path / "out")
+    section = (tmp_path / "out" / "README.md").read_text().split("## Rows that miss the paper")[1]
+    assert "Likely reason: no reason recorded yet" in section and "short schedule" not in section
+
+
+def test_the_readme_starts_with_a_short_table_and_shows_its_figures_inline(report):
+    text = (report["out"] / "README.md").read_text()
+    glance = text.split("## At a glance")[1].split("\n## ")[0]
+    assert "| row | reproduces (per seed) | gap | why |" in glance
+    mlp = next(x for x in glance.splitlines() if "`table1/mlp_l0`" in x)
+    assert "reproduced (3 of 3 seeds pass alone)" in mlp
+    assert "the paper's error (1.4) and architecture (219-214-100) unconfirmed (?)" in mlp
+    assert text.index("## At a glance") < text.index("## Files")
+    for name in ("fig3_flops_mnist", "kept_units", "error_vs_flops"):
+        assert f"](figures/{name}.png)" in text
+    assert "](figures/fig4_wrn.png)" not in text  # not drawn: listed, not shown
+
+
+def test_findings_can_place_figures_under_their_section(tmp_path):
+    runs = fx.build_runs(tmp_path / "experiments")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "findings.yaml").write_text('"What we see":\n  text: Kept units.\n'
+                                       "  figures: [kept_units]\n")
+    make_report(runs, out)
+    text = (out / "README.md").read_text()
+    section = text.split("## What we see")[1].split("\n## ")[0]
+    assert "Kept units." in section and "](figures/kept_units.png)" in section
+    assert text.count("](figures/kept_units.png)") == 1  # not again under ## Figures
+    assert "](figures/fig3_flops_mnist.png)" in text.split("## Figures\n")[1]
+
+
+def test_unknown_experiment_groups_are_left_out_with_a_reason(tmp_path):
+    runs = fx.build_runs(tmp_path / "experiments")
+    fx.make_run(runs, "budget/lenet5_flops25/seed0",
+                fx.summary_for("budget/lenet5_flops25", 0, model="lenet5", lambdas=[1.0] * 4))
+    out = tmp_path / "out"
+    report = make_report(runs, out)
+    assert all(r.summary["experiment"] != "budget/lenet5_flops25" for r in report.runs)
+    listing = pd.read_csv(out / "runs.csv", keep_default_na=False, dtype=str)
+    row = listing[listing["source"] == "local:budget/lenet5_flops25/seed0"].iloc[0]
+    assert row["included"] == "False"
+    assert "is in no table, sweep or evidence of paper.yaml: not reported" in row["reason"]
+    assert "budget/lenet5_flops25" in (out / "table1.md").read_text()  # listed as left out
+    assert "budget/" not in pd.read_csv(out / "table1.csv")["experiment"].fillna("").str.cat()
+
+
+def test_figure_legends_use_the_papers_row_names_and_titles_name_the_setting():
+    from l0repro.report.figures import _label, _setting
+
+    paper = load_paper()
+    runs = {}
+    for experiment, model, lams, epochs in (("table1/mlp_l0", "mlp", (0.1,) * 3, 200),
+                                            ("table1/lenet5_l0_sep", "lenet5",
+                                             (10.0, 0.5, 0.1, 7.5), 200),
+                                            ("table2s/wrn16_c10_l0_001_pe", "wrn-16-1",
+                                             (0.001,) * 6, 20)):
+        dataset = "cifar10" if model.startswith("wrn") else "mnist"
+        key = (experiment, model, dataset, "l0", lams, epochs)
+        runs[key] = [Run("local:x", {"device": "cpu"}, pd.DataFrame())]
+    keys = list(runs)
+    assert _label(keys[0], runs, paper) == "L0, λ = 0.1/N"
+    assert _label(keys[1], runs, paper, network=True) == "LeNet-5 L0, λ sep."
+    assert _label(keys[2], runs, paper) == "L0, λ = 0.001/N, one gate sample per example"
+    assert _setting(keys[2:], runs, paper) == \
+        "WRN-16-1 on CIFAR-10, 20 epochs; CPU companion (not the paper's setting)"
+    assert _setting(keys[:2], runs, paper) == "MLP, LeNet-5 on MNIST, 200 epochs; CPU"

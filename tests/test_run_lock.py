@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 from l0repro import distributed, run_lock
 from l0repro.run_lock import LOCK_FILE, RunDirLocked, acquire, exclusive_run_dir, has_ended, try_lock
 from tests.conftest import REPO, data_root
-from tests.test_distributed import free_port
+from tests.test_distributed import JOIN_TIMEOUT, free_port
 from tests.test_resume import RUN, stable, start, wait_for
 from tests.test_train import train
 
@@ -92,7 +92,7 @@ def test_sigkilled_holder_leaves_no_stale_lock(tmp_path):
     proc = start(run_dir)
     wait_for(lambda: holds_lock(run_dir, proc.pid), proc, timeout=600)
     proc.kill()
-    proc.wait()
+    proc.wait(timeout=60)
     assert holds_lock(run_dir, proc.pid)  # its line stays in the file; the kernel dropped its lock
     with exclusive_run_dir(run_dir):
         assert holds_lock(run_dir, os.getpid())
@@ -119,7 +119,7 @@ def killed_forking_holder(run_dir: Path, child_holds_s: float) -> tuple[int, int
                             cwd=REPO, stdout=subprocess.PIPE, text=True)
     child = int(proc.stdout.readline())
     proc.kill()
-    proc.wait()
+    proc.wait(timeout=60)
     proc.stdout.close()
     return proc.pid, child
 
@@ -159,7 +159,7 @@ def test_a_dead_holders_lasting_child_is_named(tmp_path, monkeypatch):
 def test_has_ended_only_for_a_gone_process_on_this_host():
     host = socket.gethostname()
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+                          capture_output=True, text=True, check=True, timeout=60).stdout.strip()
     assert has_ended([host, gone, "t"])
     assert not has_ended([host, str(os.getpid()), "t"])  # alive
     assert not has_ended([f"not-{host}", gone, "t"])  # another host: cannot tell, so not ended
@@ -171,7 +171,7 @@ def lock_rank(rank: int, port: int, run_dir: Path, out: Path) -> None:
     """One of two gloo ranks asks for a run directory that another process holds."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    distributed.init(torch.device("cpu"))
+    distributed.init(torch.device("cpu"), timeout=JOIN_TIMEOUT)
     try:
         with exclusive_run_dir(run_dir):
             outcome = "held"
@@ -181,7 +181,7 @@ def lock_rank(rank: int, port: int, run_dir: Path, out: Path) -> None:
     distributed.finish()
 
 
-def test_under_ddp_rank_0_refused_stops_every_rank(tmp_path):
+def test_under_ddp_rank_0_refused_stops_every_rank(tmp_path, loopback):
     run_dir, out = tmp_path / "run", tmp_path / "out"
     run_dir.mkdir()
     out.mkdir()

@@ -13,9 +13,9 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from l0repro import flops
+from l0repro.l0 import flops
+from l0repro.models.build import build_model
 from l0repro.record import SUMMARY_KEYS, read_run
-from l0repro.train import build_model
 from tests.conftest import CONF_DIR, REPO, compose_train, data_root
 from tests.wandb_offline import config as wandb_config
 from tests.wandb_offline import history as wandb_history

@@ -8,10 +8,13 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from tests.conftest import REPO
 from tests.offline import offline_env
 
 
+@pytest.mark.timeout(1000)  # past the subprocess's own 900 s, so that one names the hang
 def test_real_data_tests_skip_with_the_reason_without_data_or_network(tmp_path):
     empty = tmp_path / "data"
     empty.mkdir()

@@ -17,6 +17,9 @@ to ``speedup.json`` in each run directory and, with ``--json``, to one file for 
     python -m l0repro.bench compact [--runs results/runs] [--run DIR ...]
         [--synthetic lenet5=9-18-65-25 mlp=266-88-33 wrn-16-4=0.5] [--threads 1] [--json FILE]
 
+example:
+  python -m l0repro.bench compact --runs results/runs --synthetic lenet5=9-18-65-25
+
 A synthetic spec is ``MODEL=ARCH``: MODEL is ``mlp``, ``lenet5`` or ``wrn-D-K``; ARCH lists
 the kept units per counted layer in the paper's order (dash-separated), or, for a WRN, one
 fraction kept in every gated conv.
@@ -35,10 +38,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from l0repro import gates
-from l0repro.compact import compact, counted_flops, gated_sample_shape, layer_params, load_run_model
+from l0repro.compact import counted_flops, layer_params, load_run_model
 from l0repro.host_allocator import keep_freed_memory
-from l0repro.layers import L0Gate, gated_layers
+from l0repro.l0 import compact, gates
+from l0repro.l0.layers import L0Gate, gated_layers
 from l0repro.models import MLP, LeNet5, WideResNet
 from l0repro.record import SPEEDUP_FILE, WEIGHTS_FILE, atomic_write_text
 
@@ -168,13 +171,14 @@ def memory_format(model: nn.Module, choice: str) -> torch.memory_format:
 def bench_model(label: str, gated: nn.Module, args: argparse.Namespace) -> dict[str, Any]:
     gated = gated.eval()
     small = compact(gated)
-    sample = gated_sample_shape(gated)
+    sample = tuple(gated.input_shape)  # one example's (C, H, W)
     fmt = memory_format(gated, args.memory_format)
     gated, small = gated.to(memory_format=fmt), small.to(memory_format=fmt)
     row: dict[str, Any] = {
         "source": label, "model": getattr(gated, "name", type(gated).__name__),
         "architecture": gated.architecture(), "full_architecture": gated.full_architecture(),
-        "flops_gated": counted_flops(gated, sample), "flops_compact": counted_flops(small, sample),
+        "flops_gated": counted_flops(gated, gated.example_input()),
+        "flops_compact": counted_flops(small, gated.example_input()),
         "params_compact": layer_params(small),
         "threads": torch.get_num_threads(), "torch_version": torch.__version__,
         "memory_format": "channels_last" if fmt == torch.channels_last else "contiguous",

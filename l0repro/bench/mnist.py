@@ -12,6 +12,9 @@ of the EMA and clamp, a lower bound on the overhead of any sampler.
 ``--cuda-graph`` runs every loop with ``trainer.cuda_graph=true`` (CUDA only; l0repro.graph_step).
 Usage: ``python -m l0repro.bench mnist [--epochs 5] [--models mlp lenet5] [--unfused] [--floor]
 [--cuda-graph] [--json FILE]``.
+
+example:
+  python -m l0repro.bench mnist --epochs 3 --models mlp --floor
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from tqdm.auto import tqdm
 
-from l0repro import gates
-from l0repro.layers import gated_layers
+from l0repro.l0 import gates
+from l0repro.l0.layers import gated_layers
 from l0repro.train import Trainer
 from l0repro.wandb_logger import WandbLogger
 
@@ -42,15 +45,15 @@ def make_trainer(experiment: str, data_root: str, device: str, run_dir: Path,
         cfg = compose("train", overrides=[
             f"experiment={experiment}", f"data.root={data_root}", f"trainer.device={device}",
             "logger.wandb.mode=disabled", "trainer.progress=false", *extra])
-    trainer = Trainer(cfg, run_dir)
-    trainer.wandb = WandbLogger("disabled", "", None, run_dir, {}, "", "")
-    trainer.bar = tqdm(disable=True)
+    trainer = Trainer(cfg, run_dir, logger=lambda t: WandbLogger("disabled", "", None, run_dir, {}, "", ""),
+                      progress=lambda t: tqdm(disable=True))
+    trainer.logger, trainer.bar = trainer.make_logger(trainer), trainer.make_progress(trainer)
     trainer.total_steps = 10**12  # never stop inside the epoch
     return trainer
 
 
 class FrozenGates:
-    """Stands in for a trainer's step penalty: presets one fixed sample per gate, adds nothing.
+    """Stands in for a trainer's regulariser: presets one fixed sample per gate, adds nothing.
 
     The gates' ``log_alpha`` stop requiring gradients, so no gate gradient is computed.
     """
@@ -61,26 +64,33 @@ class FrozenGates:
             layer.gate.log_alpha.requires_grad_(False)
             self.samples.append((layer.gate, gates.sample_gate(layer.gate.log_alpha)))
 
-    def __call__(self) -> None:
+    active = False  # the loss is the cross-entropy alone
+
+    def penalty(self) -> torch.Tensor:
         for gate, z in self.samples:
             gate.preset(z)
+        return torch.zeros(())
+
+    def after_step(self) -> None:
+        pass  # nothing to clamp: the gates are frozen
 
 
 def time_epoch(trainer: Trainer) -> float:
-    trainer.batch_in_epoch = 0
-    trainer.epoch_gen_state = trainer.data_gen.get_state()
+    trainer.state.batch_in_epoch = 0
+    trainer.state.epoch_gen_state = trainer.data_gen.get_state()
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     trainer.train_epoch()
-    float(trainer.acc["loss"])  # wait for the last step
+    float(trainer.state.acc["loss"])  # wait for the last step
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m l0repro.bench mnist", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m l0repro.bench mnist", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["mlp", "lenet5"], choices=["mlp", "lenet5"])
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs per model (median)")
     parser.add_argument("--data-root", default=None, help="MNIST directory (default: $L0REPRO_DATA or data)")
@@ -113,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             trainers = {k: make_trainer(f"table1/{model}_{m}", root, args.device, Path(tmp), extra + graph)
                         for k, (m, extra) in loops.items()}
             if args.floor:
-                trainers["frozen"].penalty = FrozenGates(trainers["frozen"].model)
+                trainers["frozen"].regularizer = FrozenGates(trainers["frozen"].model)
             for t in trainers.values():  # warm-up epoch
                 time_epoch(t)
             times = {k: [] for k in trainers}

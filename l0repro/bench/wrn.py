@@ -8,7 +8,9 @@ warm-up; on CPU also the process's CPU time (images per CPU-second: with one thr
 unshared core would do). Achieved TFLOP/s counts 3 x the dense forward FLOPs per image (forward + two
 backward matmuls/convs per layer): the gated convs compute every map, closed or not.
 
-    python -m l0repro.bench.wrn --depth 28 --widen 10 --batch-size 128 --peak-tflops 989
+examples:
+  python -m l0repro.bench wrn --depth 28 --widen 10 --batch-size 128 --peak-tflops 989
+  python -m l0repro.bench wrn --depth 16 --widen 1 --device cpu --repeats 3
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from l0repro.data.augment import random_crop_flip
-from l0repro.flops import dense_flops
-from l0repro.gate_bank import StepPenalty
-from l0repro.layers import clamp_gates_, log_alphas
+from l0repro.l0 import L0Regularizer, dense_flops
 from l0repro.models.wrn import WideResNet
 
 CIFAR10_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
@@ -34,7 +34,7 @@ N_TRAIN = 50000  # sets lambda / N in the penalty, as for CIFAR
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m l0repro.bench.wrn", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m l0repro.bench wrn", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--depth", type=int, default=28)
     p.add_argument("--widen", type=int, default=10)
@@ -82,22 +82,21 @@ def bench_method(method: str, args: argparse.Namespace, device: torch.device, bf
     flops_fwd = dense_flops(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
     fwd = torch.compile(model) if args.compile else model
-    penalty = StepPenalty(model, N_TRAIN, 5e-4, fused=not args.compile)  # as train.py
-    gate_params = log_alphas(model)
+    regularizer = L0Regularizer(model, N_TRAIN, 5e-4, fused=not args.compile)  # as train.py
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
     def step() -> None:
         idx = torch.randint(0, n_data, (args.batch_size,), device=device, generator=gen)
         x = random_crop_flip(images[idx].float().div_(255.0), gen)
         x = ((x - mean) / std).contiguous(memory_format=fmt)
-        reg = penalty()  # before the forward: it draws the gates (weight decay: never None)
+        reg = regularizer.penalty()  # before the forward: it draws the gates
         with autocast:
             logits = fwd(x)
         loss = F.cross_entropy(logits.float(), labels[idx]) + reg
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        clamp_gates_(gate_params)
+        regularizer.after_step()
 
     def window() -> float:
         """Seconds for ``args.steps`` steps."""

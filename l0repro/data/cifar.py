@@ -28,7 +28,7 @@ SOURCES = ("auto", "binary", "torchvision")
 VERIFY = ("md5", "size")
 PIXELS = 3 * 32 * 32
 
-# [v] PAPER.md / released code: per-channel statistics on the 0-255 scale
+# [v] docs/paper.md / released code: per-channel statistics on the 0-255 scale
 STATS_255 = {
     "cifar10": ((125.3, 123.0, 113.9), (63.0, 62.1, 66.7)),
     "cifar100": ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4)),

@@ -11,7 +11,7 @@ CIFAR-10 into ``$L0REPRO_DATA``, else ``./data``):
 Every file is then checked against its official md5 (CIFAR-100: its official size, its per-file
 md5s being unknown). A dataset already present and valid is left alone (no network needed); a
 present file that fails its check is named and not replaced. Downloads can be turned off with
-``L0REPRO_NO_DOWNLOAD=1`` (the test fixtures honour it too).
+``L0REPRO_NO_DOWNLOAD=1``, which every command honours (``l0repro.data.load_dataset``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,13 @@ ARCHIVES = {
 
 class FetchError(DataError):
     """A dataset is absent and could not be downloaded."""
+
+
+def next_step(root: str | Path) -> str:
+    """What to do about a dataset missing from the data directory ``root``."""
+    return (f"next: `make data` downloads it into {root} (make DATA=<dir> for another directory), "
+            "or point L0REPRO_DATA (make: DATA=<dir>, l0repro.train: data.root=<dir>) at a directory "
+            "that holds it; offline, copy the official files in (README, 'Set-up and the commands')")
 
 
 def default_root() -> Path:
@@ -160,8 +167,14 @@ def fetch(name: str, root: str | Path, timeout: float = 60.0) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m l0repro.data.fetch",
-        description="Download MNIST and CIFAR into the data directory and check their md5s.")
+        prog="python -m l0repro.data.fetch", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Put MNIST and CIFAR into the data directory (downloading what is absent) and "
+                    "check every file against its official md5; what `make data` runs.",
+        epilog="examples:\n"
+               "  python -m l0repro.data.fetch                      # MNIST and CIFAR-10 into "
+               "$L0REPRO_DATA, else ./data\n"
+               "  python -m l0repro.data.fetch --root /data/l0 cifar100\n\n"
+               f"{NO_DOWNLOAD_ENV}=1 turns downloads off: an absent dataset is then an error.")
     parser.add_argument("datasets", nargs="*", metavar="DATASET",
                         help=f"any of {', '.join(DATASETS)} (default: {' '.join(DEFAULT)})")
     parser.add_argument("--root", type=Path, default=None,
@@ -182,8 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         checked = "md5s" if name != "cifar100" else "official sizes"
         print(f"{LABELS[name]}: {outcome}, {checked} ok: {folder(name, root)}")
     if failed:
-        print(f"{failed} dataset(s) missing: rerun with network access, or copy the official files "
-              f"into {root} (layout: README, 'Set-up and the commands')", file=sys.stderr)
+        print(f"{failed} dataset(s) missing; {next_step(root)}", file=sys.stderr)
         return 1
     return 0
 

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from l0repro.flops import FlopTerm, UnitMeasure, ones
-from l0repro.layers import L0Gate
+from l0repro.l0.flops import kept_units
 
 METHODS = ("l0", "dense", "dropout")
 
@@ -32,36 +31,30 @@ def per_layer(value: float | Sequence[float], names: Sequence[str], what: str) -
 
 
 class SparseModel(nn.Module):
-    """Base class: subclasses set ``unit_layers`` (paper order) and implement ``flop_terms``.
+    """Base class: subclasses set ``unit_layers`` (paper order) and ``input_shape``.
 
     ``unit_layers`` maps each layer whose units the paper counts to its unit count; the
-    layer is gated when ``method == 'l0'``.
+    layer is gated when ``method == 'l0'``. FLOPs, parameter counts and compaction come from
+    the method's generic tracer (``l0repro.l0``), which ``example_input`` feeds.
     """
 
     name: str = "model"
     method: str
     lambdas: list[float]
     unit_layers: dict[str, int]
+    input_shape: tuple[int, ...]  # one example, (C, H, W)
 
-    def unit(self, layer_name: str, measure: UnitMeasure, like: torch.Tensor) -> torch.Tensor:
-        """Per-unit measure of a counted layer's units, 1 for every unit when it is not gated."""
-        layer = self.get_submodule(layer_name)
-        gate = getattr(layer, "gate", None)
-        if isinstance(gate, L0Gate):
-            return measure(gate)
-        return ones(self.unit_layers[layer_name], like)
-
-    def flop_terms(self, measure: UnitMeasure) -> list[FlopTerm]:
-        raise NotImplementedError
+    def example_input(self) -> torch.Tensor:
+        """One zero example of the input size, on the model's device (for FLOPs and compaction)."""
+        p = next(self.parameters())
+        return torch.zeros(1, *self.input_shape, device=p.device, dtype=p.dtype)
 
     def full_architecture(self) -> list[int]:
         return list(self.unit_layers.values())
 
     @torch.no_grad()
     def architecture(self) -> list[int]:
-        """Units kept (z_hat != 0) per counted layer, in the paper's order."""
-        out = []
-        for name, n in self.unit_layers.items():
-            gate = getattr(self.get_submodule(name), "gate", None)
-            out.append(int(gate.kept().sum()) if isinstance(gate, L0Gate) else n)
-        return out
+        """Units kept at test time per counted layer, in the paper's order: a conv's open maps,
+        a linear layer's inputs that are open and made (``l0repro.l0.kept_units``)."""
+        kept = kept_units(self)
+        return [kept.get(name, n) for name, n in self.unit_layers.items()]

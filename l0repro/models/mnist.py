@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from l0repro.flops import FlopTerm, UnitMeasure, ones, pruned_measure
-from l0repro.layers import L0Conv2d, L0Linear
+from l0repro.l0.layers import L0Conv2d, L0Linear
 from l0repro.models.base import SparseModel, check_method, per_layer
 from l0repro.models.init import apply_init
 
@@ -47,6 +46,7 @@ class MLP(SparseModel):
                 layer = nn.Linear(sizes[i], sizes[i + 1])
             self.add_module(name, layer)
         self.layer_names = names
+        self.input_shape = (1, 28, 28) if in_features == 784 else (in_features,)
         apply_init(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,12 +57,6 @@ class MLP(SparseModel):
                 x = F.relu(x)
         return x
 
-    def flop_terms(self, measure: UnitMeasure) -> list[FlopTerm]:
-        like = self.fc1.weight
-        units = [self.unit(n, measure, like) for n in self.layer_names]
-        units.append(ones(getattr(self, self.layer_names[-1]).out_features, like))
-        return [FlopTerm(n, units[i], units[i + 1], 1, 1, True)
-                for i, n in enumerate(self.layer_names)]
 
 
 class LeNet5(SparseModel):
@@ -90,6 +84,7 @@ class LeNet5(SparseModel):
         self.s3 = self.s2 // 2  # after the second pool
         flat = 50 * self.s3 * self.s3
         self.unit_layers = {"conv1": 20, "conv2": 50, "fc1": flat, "fc2": 500}
+        self.input_shape = (in_channels, image_size, image_size)
         if method == "l0":
             kw = [dict(lam=lam, init_drop_rate=p, per_example=per_example)
                   for lam, p in zip(self.lambdas, drops, strict=True)]
@@ -110,23 +105,3 @@ class LeNet5(SparseModel):
         x = F.relu(self.fc1(x.flatten(1)))
         return self.fc2(x)
 
-    @torch.no_grad()
-    def architecture(self) -> list[int]:
-        """Kept units in paper order; an fc1 input counts only if its conv2 map is kept too."""
-        terms = self.flop_terms(pruned_measure)
-        return [int(terms[0].out_units.sum()), int(terms[1].out_units.sum()),
-                int(terms[2].in_units.sum()), int(terms[2].out_units.sum())]
-
-    def flop_terms(self, measure: UnitMeasure) -> list[FlopTerm]:
-        like = self.conv1.weight
-        c1 = self.unit("conv1", measure, like)
-        c2 = self.unit("conv2", measure, like)
-        # an fc1 input is live only if its own gate and its conv2 map are both open
-        f1 = self.unit("fc1", measure, like) * c2.repeat_interleave(self.s3 * self.s3)
-        f2 = self.unit("fc2", measure, like)
-        return [
-            FlopTerm("conv1", ones(self.conv1.in_channels, like), c1, 25, self.s1 ** 2, True),
-            FlopTerm("conv2", c1, c2, 25, self.s2 ** 2, True),
-            FlopTerm("fc1", f1, f2, 1, 1, True),
-            FlopTerm("fc2", f2, ones(self.fc2.out_features, like), 1, 1, True),
-        ]

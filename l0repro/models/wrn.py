@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from l0repro.flops import FlopTerm, UnitMeasure, ones
-from l0repro.layers import L0Conv2d
+from l0repro.l0.layers import L0Conv2d
 from l0repro.models.base import METHODS, SparseModel, check_method, per_layer
 
 # the gated convs' weight-decay factor: the released code's wd / (1 - 0.3), or wd itself
@@ -68,13 +67,13 @@ class WideResNet(SparseModel):
         per_example: one gate sample per example instead of one per minibatch.
         gated_weight_decay: ``authors`` (the gated convs' expected L2 uses wd / (1 - 0.3), as
             the released code does) or ``plain`` (wd, as every other layer).
-        image_size: input side, used only for the FLOP count.
+        image_size: input side (FLOPs and compaction trace one example of it).
 
     Decisions:
 
     - Gates: only on the output maps of each block's first 3x3 conv (``groupG.B.conv1``),
       i.e. where WRN-dropout puts its dropout; the stem, every ``conv2``, the shortcuts and
-      the classifier are plain layers (plain L2 through ``model_penalty``). ``unit_layers``
+      the classifier are plain layers (plain L2 through ``L0Regularizer``). ``unit_layers``
       lists the gated convs in forward order.
     - Stride: on ``conv1`` (and the 1x1 shortcut) of the first block of a group, as in the
       original WRN code. That is the architecture whose errors Table 2 quotes as baselines,
@@ -86,7 +85,7 @@ class WideResNet(SparseModel):
       sigma)`` with running ones), not zero. The FLOP count treats the channel as removed
       from ``conv2`` too (its input measure is the gate's): the constant's contribution can
       be folded into a bias, which costs nothing in the ``flop_counter`` convention. With
-      zero padding that bias differs at the border positions (PAPER.md section 4), so the
+      zero padding that bias differs at the border positions (docs/paper.md section 4), so the
       pruned count is the cost of a network whose border correction is also free.
     - Weight decay of the gated convs: the released code builds them with
       ``weight_decay / (1 - 0.3)`` (0.3 = the WRN-dropout rate and the gates' initial drop
@@ -115,6 +114,7 @@ class WideResNet(SparseModel):
             raise ValueError(f"gated_weight_decay must be one of {sorted(GATED_WEIGHT_DECAY)}, "
                              f"got {gated_weight_decay!r}")
         self.depth, self.widen_factor, self.image_size = depth, widen_factor, image_size
+        self.input_shape = (3, image_size, image_size)
         self.name = f"wrn-{depth}-{widen_factor}"
         n = (depth - 4) // 6
         widths = [16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
@@ -155,23 +155,3 @@ class WideResNet(SparseModel):
         x = F.adaptive_avg_pool2d(F.relu(self.bn(x)), 1)
         return self.fc(x.flatten(1))
 
-    def flop_terms(self, measure: UnitMeasure) -> list[FlopTerm]:
-        # float64: WRN-28-10's ~1e10 FLOPs are not exact in float32 (24-bit mantissa)
-        like = torch.empty(0, dtype=torch.float64, device=self.conv.weight.device)
-        side = self.image_size
-        terms = [FlopTerm("conv", ones(3, like), ones(16, like), 9, side * side, False)]
-        names = list(self.unit_layers)
-        for name, block in zip(names, self.blocks(), strict=True):
-            c_in, c_out = block.conv1.in_channels, block.conv1.out_channels
-            side = (side - 1) // block.conv1.stride[0] + 1  # 3x3, padding 1
-            pos = side * side
-            g = self.unit(name, measure, like).to(like.dtype)  # closed: saves conv1 and conv2 work
-            prefix = name.rsplit(".", 1)[0]
-            terms.append(FlopTerm(name, ones(c_in, like), g, 9, pos, False))
-            terms.append(FlopTerm(f"{prefix}.conv2", g, ones(c_out, like), 9, pos, False))
-            if block.shortcut is not None:
-                terms.append(FlopTerm(f"{prefix}.shortcut", ones(c_in, like), ones(c_out, like),
-                                      1, pos, False))
-        terms.append(FlopTerm("fc", ones(self.fc.in_features, like),
-                              ones(self.fc.out_features, like), 1, 1, True))
-        return terms

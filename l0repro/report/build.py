@@ -10,7 +10,7 @@ import pandas as pd
 
 from l0repro.report import evidence, index, selection, sources, tables
 from l0repro.report import figures as figs
-from l0repro.report.paper import Paper, load_paper
+from l0repro.report.paper import Outside, Paper, load_outside, load_paper
 from l0repro.report.runs import Excluded, Run, group, select
 
 
@@ -24,10 +24,26 @@ class Report:
     files: list[Path] = field(default_factory=list)
 
 
+def unreported(groups: dict[tuple, list[Run]], paper: Paper) -> list[Excluded]:
+    """Runs of an experiment that is in no table, sweep or evidence of ``paper.yaml`` (e.g. a
+    new group such as ``budget/``): left out, each with the reason."""
+    out = []
+    for key, runs in groups.items():
+        if paper.set_apart(key[0]) or any(t.holds(key[0], key[2]) for t in paper.tables):
+            continue
+        for r in runs:
+            out.append(Excluded(r.source, f"experiment {key[0]!r} on {key[2]} is in no table, "
+                                          "sweep or evidence of paper.yaml: not reported",
+                                key[0], key[2], r.summary.get("seed")))
+    return out
+
+
 def make_report(runs_dir: Path | None, out_dir: Path, wandb_path: str | None = None,
-                paper: Paper | None = None, api: Any = None) -> Report:
+                paper: Paper | None = None, api: Any = None,
+                outside: dict[str, tuple[Outside, ...]] | None = None) -> Report:
     """Read runs under ``runs_dir`` and/or from wandb; write every output into ``out_dir``."""
     paper = paper or load_paper()
+    outside = load_outside() if outside is None else outside
     out_dir = Path(out_dir)
     read, excluded, names = [], [], []
     if runs_dir is not None:
@@ -42,6 +58,12 @@ def make_report(runs_dir: Path | None, out_dir: Path, wandb_path: str | None = N
         names.append(f"wandb project `{wandb_path}` ({len(r) + len(e)} runs)")
     runs, excluded = select(read, excluded)
     groups = group(runs)
+    unknown = unreported(groups, paper)
+    if unknown:
+        dropped = {e.source for e in unknown}
+        runs = [r for r in runs if r.source not in dropped]
+        excluded = sorted(excluded + unknown, key=lambda e: e.source)
+        groups = group(runs)
     # selection runs (judged on validation) and evidence runs never enter a table row
     apart = {k: v for k, v in groups.items()
              if paper.set_apart(k[0]) or any(r.selection for r in v)}
@@ -52,13 +74,14 @@ def make_report(runs_dir: Path | None, out_dir: Path, wandb_path: str | None = N
     for table in paper.tables:
         df = tables.build_table(table, paper, table_groups)
         report.tables[table.key] = df
-        report.files += tables.write_table(df, table, excluded, out_dir)
+        report.files += tables.write_table(df, table, excluded, out_dir,
+                                           outside.get(table.key, ()))
     report.files += selection.write_selection(paper, apart, table_groups, out_dir)
     report.files += evidence.write_evidence(paper, apart, table_groups, out_dir)
     report.figures = figs.draw_all(table_groups, paper, out_dir / "figures")
     report.files += [p for f in report.figures for p in f.paths]
     report.files += index.write_index(out_dir, runs, excluded, names, list(paper.tables),
-                                      report.figures, report.tables, report.files)
+                                      report.figures, report.tables, report.files, outside)
     return report
 
 
@@ -72,13 +95,17 @@ def summary_lines(report: Report, out_dir: Path) -> list[str]:
         verdicts = ours["verdict"].fillna("")
         n_pass = int(verdicts.str.startswith("pass").sum())
         n_fail = int(verdicts.str.startswith("fail").sum())
+        reproduced = [x if isinstance(x, str) else "" for x in ours["reproduced"]]
+        n_repro = sum(bool(x) and "not reproduced" not in x for x in reproduced)
         not_run = df.loc[df["verdict"] == "not run", "experiment"].tolist()
         lines.append(f"{key}: {len(ours)} rows from our runs ({n_pass} pass, {n_fail} fail, "
-                     f"{len(ours) - n_pass - n_fail} without paper row) -> {out_dir}/{key}.md")
-        for _, row in ours.iterrows():
+                     f"{len(ours) - n_pass - n_fail} without paper row; {n_repro} reproduced "
+                     f"seed by seed) -> {out_dir}/{key}.md")
+        for (_, row), judged in zip(ours.iterrows(), reproduced, strict=True):
             seeds = f"{row['seeds']} seed" + ("s" if row["seeds"] > 1 else "")
             lines.append(f"  {row['experiment']} ({seeds}, {row['epochs']} ep): "
-                         f"error {row['error_final_mean']:.2f}%  {row['verdict'] or '-'}")
+                         f"error {row['error_final_mean']:.2f}%  {row['verdict'] or '-'}"
+                         + (f"; {judged}" if judged else ""))
         if not_run:
             lines.append(f"  not run yet: {', '.join(not_run)}")
     for e in report.excluded:

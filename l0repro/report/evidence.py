@@ -11,15 +11,20 @@ import pandas as pd
 
 from l0repro.record import atomic_write_text
 from l0repro.report.paper import Evidence, Paper
-from l0repro.report.runs import Run
+from l0repro.report.runs import Run, best_network, best_text
 
 FILE = "evidence"
 COLUMNS = ["evidence", "variant", "experiment", "seed", "test_error_final", "test_error_best",
-           "architecture", "expected_flops_pct"]
+           "best_network", "architecture", "expected_flops_pct", "pruned_flops_pct"]
 
 
 def _runs_of(experiment: str, groups: dict[tuple, list[Run]]) -> list[Run]:
     return [r for k, runs in sorted(groups.items()) if k[0] == experiment for r in runs]
+
+
+def _pruned_pct(s: dict) -> float:
+    pruned = s.get("flops_pruned")
+    return pruned / s["flops_dense"] * 100 if isinstance(pruned, (int, float)) else float("nan")
 
 
 def compare(ev: Evidence, apart: dict[tuple, list[Run]],
@@ -34,8 +39,10 @@ def compare(ev: Evidence, apart: dict[tuple, list[Run]],
             out.append({"evidence": ev.experiment, "variant": variant, "experiment": s["experiment"],
                         "seed": seed, "test_error_final": s["test_error_final"] * 100,
                         "test_error_best": s["test_error_best"] * 100,
+                        "best_network": best_text([best_network(s)]),
                         "architecture": "-".join(map(str, s["architecture"])),
-                        "expected_flops_pct": s["expected_flops_final"] / s["flops_dense"] * 100})
+                        "expected_flops_pct": s["expected_flops_final"] / s["flops_dense"] * 100,
+                        "pruned_flops_pct": _pruned_pct(s)})
     return pd.DataFrame(out, columns=COLUMNS)
 
 
@@ -55,17 +62,20 @@ def write_evidence(paper: Paper, apart: dict[tuple, list[Run]],
             md += ["No seed has both runs complete yet.", ""]
             continue
         means = df.groupby("variant", sort=False)[["test_error_final", "test_error_best",
-                                                   "expected_flops_pct"]].mean()
+                                                   "expected_flops_pct", "pruned_flops_pct"]].mean()
         shown = pd.DataFrame({
             "variant": df["variant"], "seed": df["seed"],
             "test error % (final)": [f"{x:.2f}" for x in df["test_error_final"]],
             "test error % (best)": [f"{x:.2f}" for x in df["test_error_best"]],
+            "best epoch's network (kept units, pruned FLOPs)": df["best_network"],
             "architecture": df["architecture"],
             "expected FLOPs %": [f"{x:.2f}" for x in df["expected_flops_pct"]],
+            "pruned FLOPs %": [f"{x:.2f}" for x in df["pruned_flops_pct"]],
         })
         md += [shown.to_markdown(index=False, disable_numparse=True), ""]
         md += [f"- mean of {variant}: final {m['test_error_final']:.2f} %, best "
-               f"{m['test_error_best']:.2f} %, expected FLOPs {m['expected_flops_pct']:.2f} %"
+               f"{m['test_error_best']:.2f} %, expected FLOPs {m['expected_flops_pct']:.2f} %, "
+               f"pruned FLOPs {m['pruned_flops_pct']:.2f} %"
                for variant, m in means.iterrows()]
         md.append("")
     atomic_write_text(paths[0], "\n".join(md))

@@ -1,12 +1,15 @@
 """The paper's figures from complete runs: FLOPs over training, kept units, error vs FLOPs.
 
 Each figure is drawn only when runs stand behind it; otherwise ``draw_all`` says why not and
-removes a stale copy, so the output folder never shows a figure the runs do not support.
+removes a stale copy, so the output folder never shows a figure the runs do not support. Every
+figure's title names the paper figure it stands for (or says there is none) and the setting of
+its runs; legends use the paper's row names and sit outside the axes.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ from matplotlib.ticker import FuncFormatter
 from l0repro.record import atomic_write_bytes
 from l0repro.report.paper import Paper
 from l0repro.report.runs import Run
+from l0repro.report.tables import _method_label
 
 MNIST = ("mnist",)
 CIFAR = ("cifar10", "cifar100")
@@ -27,6 +31,10 @@ FORMATS = ("png", "pdf")
 # No timestamps or version strings in the files, so the same runs give the same bytes.
 METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
 RC = {"svg.hashsalt": "l0repro", "figure.dpi": 100, "savefig.dpi": 150, "font.size": 9}
+DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+FLOPS = "FLOPs (2 per multiply-add)"
+# one colour and one marker per series, so that no two of up to 20 series look alike
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 
 Groups = dict[tuple, list[Run]]
 
@@ -41,11 +49,72 @@ class Outcome:
     reason: str = ""
 
 
-def _label(key: tuple, groups: Groups) -> str:
-    experiment, _, _, _, lams, epochs = key
-    if sum(k[0] == experiment for k in groups) == 1:
-        return experiment
-    return f"{experiment} (lambda {', '.join(f'{x:g}' for x in lams) or '-'}, {epochs} ep)"
+def _network(model: str, paper: Paper) -> str:
+    return paper.networks.get(model, model.upper() if model.startswith("wrn") else model)
+
+
+def _label(key: tuple, groups: Groups, paper: Paper, network: bool = False) -> str:
+    """The row's name in the paper (``L0, λ = 0.1/N``, ``L0, λ sep.``), else ours; with its
+    lambdas and length when the experiment has several rows."""
+    experiment, model, _, _, lams, epochs = key
+    found = paper.table_row(experiment)
+    name = found[1].method if found else _method_label(key, paper)
+    # "(ours, CPU scale)": every series of a figure is ours; its title names the setting
+    name = re.sub(r"\s*\(ours[^)]*\)$", "", name.replace("lambda", "λ"))
+    if network and not name.startswith(_network(model, paper).split("-")[0]):
+        name = f"{_network(model, paper)} {name}"
+    if sum(k[0] == experiment for k in groups) > 1:
+        name += f" (λ {', '.join(f'{x:g}' for x in lams) or '-'}, {epochs} ep)"
+    return name
+
+
+def _setting(keys: list[tuple], groups: Groups, paper: Paper) -> str:
+    """Networks, data, schedule and device of these rows: ``MLP, LeNet-5 on MNIST, 200 epochs;
+    CPU``; CPU-scale companions (table2s/) say so."""
+    parts: dict[str, tuple[list[str], set[int]]] = {}
+    for key in sorted(keys, key=lambda k: _model_order(paper, k)):
+        nets, epochs = parts.setdefault(DATASETS.get(key[2], key[2]), ([], set()))
+        if _network(key[1], paper) not in nets:
+            nets.append(_network(key[1], paper))
+        epochs.add(key[5])
+    text = "; ".join(f"{', '.join(nets)} on {data}, "
+                     f"{'/'.join(str(e) for e in sorted(ep))} epochs"
+                     for data, (nets, ep) in parts.items())
+    devices = sorted({str(r.summary.get("device")) for k in keys for r in groups[k]})
+    text += "; " + ("CPU" if devices == ["cpu"] else ", ".join(devices))
+    if any(k[0].startswith("table2s/") for k in keys):
+        text += " companion (not the paper's setting)"
+    return text
+
+
+def _title(fig, what: str, keys: list[tuple], groups: Groups, paper: Paper) -> None:
+    fig.suptitle(f"{what}\n{_setting(keys, groups, paper)}", fontsize=9)
+
+
+def _layout(fig) -> None:
+    """Tight layout below the two-line title."""
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
+
+
+def _legend_below(ax, ncol: int = 1) -> None:
+    """The axes' legend under them (below the x label), off the data."""
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.24), ncol=ncol,
+              frameon=False)
+
+
+def _count(v: float, _=None) -> str:
+    return f"{v / 1e6:g}M" if abs(v) >= 1e6 else f"{v / 1e3:g}k" if abs(v) >= 1e3 else f"{v:g}"
+
+
+def _figure_legend(fig, axes) -> None:
+    """One legend for panels that share their series, under the figure, off the data."""
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="upper center",
+                   bbox_to_anchor=(0.5, 0.0), ncol=min(2, len(seen)), fontsize=7, frameon=False)
 
 
 def _curve(runs: list[Run], column: str, epoch_rows: bool) -> pd.DataFrame | None:
@@ -111,18 +180,20 @@ def _grid(n: int, ncols: int, size: tuple[float, float]):
     return fig, list(axes.flat[:n])
 
 
-def _flops_panel(ax, keys: list[tuple], groups: Groups,
-                 colors: dict[tuple, str] | None = None) -> None:
+def _flops_panel(ax, keys: list[tuple], groups: Groups, paper: Paper,
+                 colors: dict[tuple, str] | None = None, legend: bool = True) -> None:
     dense = groups[keys[0]][0].summary["flops_dense"]
     for key in keys:
         curve = _curve(groups[key], "flops/expected", epoch_rows=False)
         if curve is not None:
-            _plot_band(ax, curve, _label(key, groups), color=(colors or {}).get(key))
+            _plot_band(ax, curve, _label(key, groups, paper), color=(colors or {}).get(key))
     ax.axhline(dense, color="k", ls="--", lw=1, label="dense")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("expected FLOPs per example")
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7)
+    ax.set_ylabel(f"expected {FLOPS}\nper example")
+    ax.set_ylim(0, dense * 1.08)  # the dense line stays inside the axes
+    ax.yaxis.set_major_formatter(FuncFormatter(_count))
+    if legend:
+        _legend_below(ax, ncol=3)
 
 
 def fig_flops_mnist(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | str:
@@ -131,11 +202,12 @@ def fig_flops_mnist(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] |
     if not keys:
         return "no complete L0 runs on MNIST"
     models = sorted({k[1] for k in keys}, key=lambda m: _model_order(paper, (None, m, None)))
-    fig, axes = _grid(len(models), 2, (5, 3.5))
+    fig, axes = _grid(len(models), 2, (5, 3.8))
     for ax, model in zip(axes, models, strict=True):
-        _flops_panel(ax, [k for k in keys if k[1] == model], groups)
-        ax.set_title(f"{paper.networks.get(model, model)} (mean over seeds, band min-max)")
-    fig.tight_layout()
+        _flops_panel(ax, [k for k in keys if k[1] == model], groups, paper)
+        ax.set_title(f"{_network(model, paper)} (mean over seeds, band min-max)")
+    _title(fig, "Paper Fig. 3: expected FLOPs during training, L0 rows", keys, groups, paper)
+    _layout(fig)
     return _save(fig, out_dir, "fig3_flops_mnist")
 
 
@@ -155,22 +227,26 @@ def fig_wrn(groups: Groups, paper: Paper, out_dir: Path, prefix: str = "table2/"
         mine = [k for k in keys if k[2] == dataset]
         colors = {k: f"C{i}" for i, k in enumerate(mine)}  # one colour per row in every panel
         l0 = [k for k in mine if k[3] == "l0"]
+        data_name = DATASETS.get(dataset, dataset)
         if l0:
-            _flops_panel(axes[0][j], l0, groups, colors)
+            _flops_panel(axes[0][j], l0, groups, paper, colors, legend=False)
         else:
             axes[0][j].text(0.5, 0.5, "no L0 runs", ha="center", transform=axes[0][j].transAxes)
-        axes[0][j].set_title(f"{dataset}: expected FLOPs")
+        axes[0][j].set_title(f"{data_name}: expected FLOPs")
         for i, (column, epoch_rows, scale, ylabel) in enumerate(rows, start=1):
             ax = axes[i][j]
             for key in mine:
                 curve = _curve(groups[key], column, epoch_rows)
                 if curve is not None:
-                    _plot_band(ax, curve, _label(key, groups), scale, colors[key])
+                    _plot_band(ax, curve, _label(key, groups, paper), scale, colors[key])
             ax.set_xlabel("epoch")
             ax.set_ylabel(ylabel)
-            ax.set_title(f"{dataset}: {ylabel}")
-            ax.legend(fontsize=7)
-    fig.tight_layout()
+            ax.set_title(f"{data_name}: {ylabel}")
+    what = "Paper Fig. 4" if prefix == "table2/" else "Paper Fig. 4's panels for these runs"
+    _title(fig, f"{what}: expected FLOPs, test error and training loss, L0 against dropout",
+           keys, groups, paper)
+    _layout(fig)
+    _figure_legend(fig, axes.flat)
     return _save(fig, out_dir, name)
 
 
@@ -211,22 +287,25 @@ def fig_gate_grads_cpu(groups: Groups, paper: Paper, out_dir: Path) -> list[Path
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("|d / d log_alpha|, mean over layers")
-        ax.set_title(_label(key, groups), fontsize=8)
-        ax.legend(fontsize=7)
+        ax.set_title(_label(key, groups, paper), fontsize=8)
     shown = list(axes)[:len(keys)]
     low, high = min(a.get_ylim()[0] for a in shown), max(a.get_ylim()[1] for a in shown)
     for ax in shown:  # one scale, so shared and per-example panels compare at a glance
         ax.set_ylim(low, high)
-    fig.tight_layout()
+    _title(fig, "No paper figure (docs/paper.md 3b): the gates' gradient from the data and from "
+                "the penalty", keys, groups, paper)
+    _layout(fig)
+    _figure_legend(fig, shown)
     return _save(fig, out_dir, "gate_grads_wrn_cpu")
 
 
 def fig_kept_units(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | str:
-    """Kept units per layer of each L0 row (min-max over seeds) beside the paper's and the full."""
+    """Kept units per layer of each L0 row, as % of the layer's full width on a linear axis:
+    each seed, their mean, and the paper's, with the counts written beside the markers."""
     keys = sorted((k for k in groups if k[3] == "l0"), key=lambda k: _model_order(paper, k))
     if not keys:
         return "no complete L0 runs"
-    fig, axes = _grid(len(keys), 2, (5.5, 3.5))
+    fig, axes = _grid(len(keys), 2, (5.5, 3.6))
     for ax, key in zip(axes, keys, strict=True):
         runs = groups[key]
         arch = np.array([r.summary["architecture"] for r in runs], dtype=float)
@@ -236,23 +315,41 @@ def fig_kept_units(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | 
         prow = table.row_for(key[0]) if table else None
         theirs = prow.arch_units() if prow else None
         has_paper = theirs is not None and len(theirs) == len(full)
-        width = 0.27 if has_paper else 0.4
-        ax.bar(x - width, full, width, color="0.85", label="full")
         mean = arch.mean(axis=0)
+        for seed_arch in arch:
+            ax.plot(x - 0.12, seed_arch / full * 100, "o", ms=3, color="C0", alpha=0.5,
+                    label="ours, each seed")
         seeds = f"{len(runs)} seed" + ("s" if len(runs) > 1 else "")
-        ax.bar(x, mean, width, label=f"ours (mean of {seeds}, min-max)",
-               yerr=[mean - arch.min(axis=0), arch.max(axis=0) - mean], capsize=2)
+        ax.plot(x - 0.12, mean / full * 100, "_", ms=14, mew=2, color="C0",
+                label=f"ours, mean of {seeds}")
+        for xi, m, f in zip(x, mean, full, strict=True):
+            ax.annotate(f"{m:.0f}", (xi - 0.12, m / f * 100), xytext=(-10, 0),
+                        textcoords="offset points", ha="right", va="center", fontsize=6,
+                        color="C0")
         if has_paper:
             mark = "" if prow.architecture.verified else " ?"
-            ax.bar(x + width, theirs, width, label=f"paper{mark}")
-        ax.set_xticks(x, runs[0].layer_names, rotation=45 if len(x) > 6 else 0,
-                      ha="right" if len(x) > 6 else "center", fontsize=7)
-        ax.set_yscale("log")
-        _plain_log(ax.yaxis)
-        ax.set_ylabel("kept units")
-        ax.set_title(_label(key, groups), fontsize=8)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+            ax.plot(x + 0.12, np.array(theirs) / full * 100, "D", ms=5, mfc="none", color="C3",
+                    label=f"paper{mark}")
+            for xi, p, f in zip(x, theirs, full, strict=True):
+                ax.annotate(f"{p}", (xi + 0.12, p / f * 100), xytext=(4, 0),
+                            textcoords="offset points", ha="left", va="center", fontsize=6,
+                            color="C3")
+        ax.set_xticks(x, [f"{n}\n(of {int(f)})" for n, f in zip(runs[0].layer_names, full,
+                                                                   strict=True)],
+                      rotation=45 if len(x) > 6 else 0, ha="right" if len(x) > 6 else "center",
+                      fontsize=6)
+        ax.set_xlim(-0.6, len(x) - 0.4)
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("kept units, % of the layer's")
+        ax.set_title(f"{_label(key, groups, paper, network=True)} "
+                     f"({DATASETS.get(key[2], key[2])})", fontsize=8)
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles, strict=True))
+        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.25), ncol=3, frameon=False)
+    _title(fig, "Table 1's architecture column (no paper figure): kept units per layer, ours "
+                "against the paper's", keys, groups, paper)
+    _layout(fig)
     return _save(fig, out_dir, "kept_units")
 
 
@@ -261,21 +358,27 @@ def fig_error_vs_flops(groups: Groups, paper: Paper, out_dir: Path) -> list[Path
     if not groups:
         return "no complete runs"
     datasets = sorted({k[2] for k in groups}, key=lambda d: ((MNIST + CIFAR + (d,)).index(d), d))
-    fig, axes = _grid(len(datasets), 3, (4.5, 3.5))
+    fig, axes = _grid(len(datasets), 1, (9, 3.4))
     for ax, dataset in zip(axes, datasets, strict=True):
-        for key in sorted((k for k in groups if k[2] == dataset),
-                          key=lambda k: _model_order(paper, k)):
+        keys = sorted((k for k in groups if k[2] == dataset), key=lambda k: _model_order(paper, k))
+        xs = []
+        for i, key in enumerate(keys):
             s = [r.summary for r in groups[key]]
-            ax.scatter([x["expected_flops_final"] / x["flops_dense"] * 100 for x in s],
-                       [x["test_error_final"] * 100 for x in s], s=14,
-                       label=_label(key, groups))
-        ax.set_xscale("log")
-        _plain_log(ax.xaxis)
-        ax.set_xlabel("expected FLOPs, % of dense")
+            x = [v["expected_flops_final"] / v["flops_dense"] * 100 for v in s]
+            xs += x
+            ax.scatter(x, [v["test_error_final"] * 100 for v in s], s=18,
+                       marker=MARKERS[i % len(MARKERS)], color=f"C{i % 10}",
+                       label=_label(key, groups, paper, network=True))
+        if xs and max(xs) / max(min(xs), 1e-9) >= 3:
+            ax.set_xscale("log")
+            _plain_log(ax.xaxis)
+        ax.set_xlabel(f"expected {FLOPS}, % of dense")
         ax.set_ylabel("test error % (final)")
-        ax.set_title(dataset)
-        ax.legend(fontsize=6)
-    fig.tight_layout()
+        ax.set_title(DATASETS.get(dataset, dataset))
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    _title(fig, "No paper figure: final test error against expected FLOPs (Tables 1 and 2), "
+                "every complete run", list(groups), groups, paper)
+    _layout(fig)
     return _save(fig, out_dir, "error_vs_flops")
 
 
@@ -284,45 +387,53 @@ def fig_speedup(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | str
     points = [(key, r) for key, runs in groups.items() for r in runs if r.speedup is not None]
     if not points:
         return "no run has a speedup.json (python -m l0repro.bench compact)"
-    fig = Figure(figsize=(5, 4))
+    fig = Figure(figsize=(9, 5))
     ax = fig.subplots()
     keys = sorted({k for k, _ in points}, key=lambda k: _model_order(paper, k))
+    colors = matplotlib.colormaps["tab20"]
     for i, key in enumerate(keys):
         sp = [r.speedup for k, r in points if k == key]
-        ax.scatter([x["flop_ratio"] for x in sp], [x["throughput_speedup"] for x in sp], s=16,
-                   color=f"C{i % 10}", label=_label(key, groups))
+        # every other series hollow, so that two series at one point both show
+        ax.scatter([x["flop_ratio"] for x in sp], [x["throughput_speedup"] for x in sp], s=26,
+                   marker=MARKERS[i % len(MARKERS)], edgecolors=colors(i % 20),
+                   facecolors="none" if i % 2 else colors(i % 20), linewidths=1.2,
+                   label=_label(key, groups, paper, network=True))
     top = max(max(r.speedup["flop_ratio"], r.speedup["throughput_speedup"]) for _, r in points)
     ax.plot([1, top], [1, top], "k--", lw=1, label="speedup = FLOP ratio")
     ax.set_xscale("log")
     ax.set_yscale("log")
     _plain_log(ax.xaxis)
     _plain_log(ax.yaxis)
-    ax.set_xlabel("FLOP ratio, gated / compact (FlopCounterMode)")
+    ax.set_xlabel("FLOP ratio, gated / compact (FlopCounterMode; 2 FLOPs per multiply-add)")
     ax.set_ylabel("measured throughput speedup, 1 CPU thread")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    _title(fig, "No paper figure (the paper measures no speedup): compact networks' CPU speedup",
+           keys, groups, paper)
+    _layout(fig)
     return _save(fig, out_dir, "compact_speedup")
 
 
 FIGURES: dict[str, tuple[Callable, str]] = {
-    "fig3_flops_mnist": (fig_flops_mnist, "expected FLOPs during training, MLP and LeNet-5 "
-                                          "(paper Fig. 3)"),
-    "fig4_wrn": (fig_wrn, "WRN-28-10: expected FLOPs, test error and training loss over "
-                          "epochs, L0 against dropout (paper Fig. 4)"),
-    "fig4_wrn_cpu": (fig_wrn_cpu, "Table 2 at CPU scale (WRN-16, short schedule): expected "
-                                  "FLOPs, test error and training loss over epochs, L0 with "
-                                  "shared and per-example gates against dropout (Fig. 4's "
-                                  "panels for these runs, not the paper's setting)"),
-    "gate_grads_wrn_cpu": (fig_gate_grads_cpu, "WRN at CPU scale: the gates' gradient from the "
-                                               "data (cross-entropy) and from the penalty over "
-                                               "training, shared against per-example samples "
-                                               "(PAPER.md 3b)"),
-    "kept_units": (fig_kept_units, "kept units per layer, ours against the paper's"),
-    "compact_speedup": (fig_speedup, "compact networks: measured CPU throughput speedup against "
-                                     "their FLOP ratio, every benchmarked run of a table row (selection "
-                                     "runs keep theirs in their speedup.json)"),
-    "error_vs_flops": (fig_error_vs_flops, "final test error against expected FLOPs, "
-                                           "every complete run"),
+    "fig3_flops_mnist": (fig_flops_mnist, "paper Fig. 3: expected FLOPs during training, MLP "
+                                          "and LeNet-5 on MNIST"),
+    "fig4_wrn": (fig_wrn, "paper Fig. 4: WRN-28-10, expected FLOPs, test error and training "
+                          "loss over epochs, L0 against dropout"),
+    "fig4_wrn_cpu": (fig_wrn_cpu, "paper Fig. 4's panels at CPU scale (WRN-16-1, CIFAR-10, "
+                                  "20 epochs; not the paper's setting): expected FLOPs, test "
+                                  "error and training loss over epochs, L0 with shared and "
+                                  "per-example gates against dropout"),
+    "gate_grads_wrn_cpu": (fig_gate_grads_cpu, "no paper figure (docs/paper.md 3b): at CPU "
+                                               "scale, the gates' gradient from the data "
+                                               "(cross-entropy) and from the penalty over "
+                                               "training, shared against per-example samples"),
+    "kept_units": (fig_kept_units, "no paper figure (Table 1's architecture column): kept "
+                                   "units per layer, ours against the paper's"),
+    "compact_speedup": (fig_speedup, "no paper figure: compact networks' measured CPU throughput "
+                                     "speedup against their FLOP ratio, every benchmarked run of "
+                                     "a table row (selection runs keep theirs in their "
+                                     "speedup.json)"),
+    "error_vs_flops": (fig_error_vs_flops, "no paper figure: final test error against expected "
+                                           "FLOPs, every complete run of a table row"),
 }
 
 

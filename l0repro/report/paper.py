@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 PAPER_FILE = Path(__file__).with_name("paper.yaml")
+OUTSIDE_FILE = Path(__file__).with_name("outside.yaml")
 MARKS = ("v", "?")
 
 
@@ -45,6 +46,24 @@ class Selection:
     sweep: str  # experiment name of the selection runs
     row: str  # experiment name of the row
     error_window: float  # points of validation error within which the architecture decides
+    points: tuple[tuple[float, ...], ...] = ()  # the lambdas declared; () when not declared
+    # another sweep's records that are points of this one (same config and seed): sweep -> lambdas
+    borrowed: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    history: tuple[str, ...] = ()  # what changed after the sweep was declared
+
+
+@dataclass(frozen=True)
+class Outside:
+    """Another group's published result, cited beside ours and labelled as not ours."""
+
+    source: str
+    setting: str
+    result: str
+    caveat: str
+
+    def text(self) -> str:
+        return (f"Outside evidence, not our runs ({self.source}): {self.setting}: {self.result}. "
+                f"{self.caveat[0].upper()}{self.caveat[1:]}.")
 
 
 @dataclass(frozen=True)
@@ -134,6 +153,26 @@ def _marked(raw: dict[str, Any] | None, where: str) -> Marked | None:
                   Quote(alt["value"], alt["source"]) if alt else None)
 
 
+def _lams(values: list) -> tuple[float, ...]:
+    return tuple(float(x) for x in values)
+
+
+def _selection(sweep: str, raw: dict[str, Any]) -> Selection:
+    borrowed = tuple((other, _lams(lams)) for other, points in (raw.get("borrowed") or {}).items()
+                     for lams in points)
+    return Selection(sweep, raw["row"], float(raw["error_window"]),
+                     points=tuple(_lams(p) for p in raw.get("points") or ()), borrowed=borrowed,
+                     history=tuple(" ".join(str(h).split()) for h in raw.get("history") or ()))
+
+
+def load_outside(path: Path = OUTSIDE_FILE) -> dict[str, tuple[Outside, ...]]:
+    """``outside.yaml``: table key -> the outside results cited for it."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    return {key: tuple(Outside(**{k: " ".join(str(e[k]).split())
+                                  for k in ("source", "setting", "result", "caveat")})
+                       for e in entries) for key, entries in data.items()}
+
+
 def load_paper(path: Path = PAPER_FILE) -> Paper:
     """Parse ``paper.yaml``; raise ``ValueError`` naming the entry that is malformed."""
     data = yaml.safe_load(Path(path).read_text())
@@ -157,8 +196,7 @@ def load_paper(path: Path = PAPER_FILE) -> Paper:
             experiments=str(t.get("experiments") or ""), per_layer=bool(t.get("per_layer")),
             baseline=t.get("baseline"),
         ))
-    selections = tuple(Selection(k, v["row"], float(v["error_window"]))
-                       for k, v in (data.get("selection") or {}).items())
+    selections = tuple(_selection(k, v) for k, v in (data.get("selection") or {}).items())
     evidence = tuple(Evidence(k, v["compare_with"], v["label"])
                      for k, v in (data.get("evidence") or {}).items())
     return Paper(networks=dict(data.get("networks") or {}), own=dict(data.get("own") or {}),

@@ -26,6 +26,34 @@ def error_keys(summary: dict[str, Any]) -> tuple[str, str]:
     return ERRORS[is_selection(summary)]
 
 
+@dataclass(frozen=True)
+class BestNetwork:
+    """The network the best-epoch error came from (early in training it is near dense)."""
+
+    epoch: int
+    architecture: list[int]
+    pruned_flops_pct: float  # the test-time network at that epoch, % of the dense FLOPs
+
+    def text(self) -> str:
+        return (f"epoch {self.epoch}: {'-'.join(map(str, self.architecture))}, "
+                f"{self.pruned_flops_pct:.1f} % FLOPs")
+
+
+def best_network(summary: dict[str, Any]) -> BestNetwork | None:
+    """The summary's best-epoch network; None for a record that does not hold it."""
+    arch, pruned, epoch = (summary.get(k) for k in ("best_architecture", "best_flops_pruned",
+                                                     "best_epoch"))
+    if not (isinstance(arch, list) and _is_number(pruned) and _is_number(epoch)
+            and _is_number(summary.get("flops_dense"))):
+        return None
+    return BestNetwork(int(epoch), [int(u) for u in arch], pruned / summary["flops_dense"] * 100)
+
+
+def best_text(networks: list[BestNetwork | None]) -> str:
+    """Each seed's best-epoch network, or ``not recorded``."""
+    return "; ".join("not recorded" if b is None else b.text() for b in networks)
+
+
 @dataclass
 class Run:
     """One readable run: where it came from, its summary and its metrics."""

@@ -7,8 +7,9 @@ runs give byte-identical files.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +17,18 @@ import pandas as pd
 
 from l0repro.record import atomic_write_text
 from l0repro.report.paper import Paper, PaperRow, PaperTable
-from l0repro.report.runs import Excluded, Run, error_keys
+from l0repro.report.runs import BestNetwork, Excluded, Run, best_network, best_text, error_keys
 
 EPS = 1e-9  # so that a difference of exactly the tolerance passes despite float rounding
 
 CSV_COLUMNS = [
     "source", "network", "method", "experiment", "dataset", "lambdas", "seeds", "epochs",
-    "error_final_mean", "error_final_std", "error_best_mean", "error_best_std",
+    "error_final_mean", "error_final_std", "error_best_mean", "error_best_std", "best_networks",
     "architecture", "layers", "kept_units", "total_units", "expected_flops_pct",
     "pruned_flops_pct", "expected_params", "params_kept", "compact_params", "compact_flops_pct",
     "cpu_speedup", "error_vs_baseline",
     "paper_error", "paper_error_mark", "paper_error_alt", "paper_architecture",
-    "paper_architecture_mark", "verdict",
+    "paper_architecture_mark", "verdict", "units_off", "verdict_alt", "reproduced", "seed_gaps",
 ]
 
 
@@ -52,6 +53,7 @@ class Stats:
     compact_params: float = math.nan
     compact_flops_pct: float = math.nan  # FlopCounterMode on the compact network
     cpu_speedup: float = math.nan  # throughput, compact over gated (eval), one CPU thread
+    best: list[BestNetwork | None] = field(default_factory=list)  # per seed, at its best epoch
 
 
 def _round(x: float) -> int:
@@ -88,7 +90,7 @@ def aggregate(runs: list[Run]) -> Stats:
         layers=runs[0].layer_names, expected_flops_pct=float(flops.mean()),
         pruned_flops_pct=pruned_pct, expected_params=_mean_of(s, "expected_params_final"),
         params_kept=_round(float(np.mean([x["params_kept"] for x in s]))),
-        **_compact_stats(runs),
+        **_compact_stats(runs), best=[best_network(x) for x in s],
     )
 
 
@@ -121,6 +123,103 @@ def problems(stats: Stats, row: PaperRow, table: PaperTable) -> list[str]:
                 if abs(rel) > table.arch_tolerance + EPS:
                     found.append(f"{name} {ours} vs {theirs} ({rel * 100:+.0f}%)")
     return found
+
+
+def allowed(paper_units: int, table: PaperTable) -> int:
+    """How many units a layer may be off the paper's count and still pass."""
+    return int(math.floor(paper_units * table.arch_tolerance + EPS))
+
+
+def layer_offsets(stats: Stats, row: PaperRow, table: PaperTable) -> list[str]:
+    """Per layer, kept units minus the paper's and (±) how many the tolerance allows, e.g.
+    ``conv1 +3 (±2, outside)``: a relative tolerance allows 2 of 9 filters but 115 of 462 units.
+    Empty without a paper architecture of the same depth."""
+    paper_arch = row.arch_units()
+    if table.arch_tolerance is None or paper_arch is None or \
+            len(paper_arch) != len(stats.architecture):
+        return []
+    parts = []
+    for name, ours, theirs in zip(stats.layers, stats.architecture, paper_arch, strict=True):
+        off, ok = ours - theirs, allowed(theirs, table)
+        parts.append(f"{name} {off:+d} (±{ok}{', outside' if abs(off) > ok else ''})")
+    return parts
+
+
+def units_off(stats: Stats, row: PaperRow, table: PaperTable) -> str:
+    return "; ".join(layer_offsets(stats, row, table))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A row judged against one quoted paper error: on the mean, and seed by seed."""
+
+    against: str  # the error judged against, as shown (``1.8 ?``, ``RigL's 1.6``)
+    verdict: str  # ``verdict()`` on the mean over seeds
+    passing_alone: int
+    seeds: int
+
+    @property
+    def reproduced(self) -> bool:
+        """The mean passes and so do most seeds on their own (2 of 3; the one of 1)."""
+        return self.verdict.startswith("pass") and 2 * self.passing_alone > self.seeds
+
+    def text(self) -> str:
+        alone = (f"{self.passing_alone} of {self.seeds} seeds pass alone" if self.seeds > 1
+                 else "1 seed")
+        if self.reproduced:
+            return f"reproduced ({alone})"
+        if self.verdict.startswith("pass"):
+            return f"not reproduced seed by seed ({alone}; the mean passes)"
+        return f"not reproduced (the mean fails; {alone})"
+
+
+def judge(runs: list[Run], row: PaperRow, table: PaperTable) -> list[Judgement]:
+    """The row against the paper's error, then against another source's quote of it, if any."""
+    stats = aggregate(runs)
+    out = [Judgement(f"{row.error.show()} %", verdict(stats, row, table,
+                                                      seeds_passing(runs, row, table)),
+                     seeds_passing(runs, row, table), stats.seeds)]
+    alt = row.error.alt
+    if alt is not None:
+        other = dataclasses.replace(row, error=dataclasses.replace(row.error, value=alt.value,
+                                                                    alt=None))
+        passing = seeds_passing(runs, other, table)
+        out.append(Judgement(f"{alt.value} % as quoted by {alt.source}",
+                             verdict(stats, other, table, passing), passing, stats.seeds))
+    return out
+
+
+def seed_gaps(runs: list[Run], row: PaperRow, table: PaperTable) -> str:
+    """Each seed that fails on its own, and where: its error off the paper's and the layers
+    outside tolerance (``seed 2: conv1 +3 (±2, outside), fc2 -8 (±6, outside)``)."""
+    parts = []
+    for run in runs:
+        stats = aggregate([run])
+        if not problems(stats, row, table):
+            continue
+        diff = stats.error_final_mean - float(row.error.value)
+        what = [f"error {diff:+.2f} pp"] if abs(diff) > table.error_tolerance + EPS else []
+        what += [x for x in layer_offsets(stats, row, table) if "outside" in x]
+        parts.append(f"seed {run.summary['seed']}: {', '.join(what)}")
+    return "; ".join(parts)
+
+
+def unconfirmed(row: PaperRow) -> str:
+    """Which of the row's paper numbers are not yet checked (``?``), as a phrase, or ``""``."""
+    what = [f"{name} ({m.value})" for name, m in (("error", row.error),
+                                                   ("architecture", row.architecture))
+            if m is not None and not m.verified]
+    return f"the paper's {' and '.join(what)} unconfirmed (?)" if what else ""
+
+
+def reproduced_text(judged: list[Judgement], row: PaperRow) -> str:
+    """Seed by seed, against each quoted error; says when the paper's numbers are unchecked."""
+    if len(judged) == 1:
+        text = judged[0].text()
+    else:
+        text = "; ".join(f"against {j.against}: {j.text()}" for j in judged)
+    note = unconfirmed(row)
+    return f"{text}; {note}" if note else text
 
 
 def verdict(stats: Stats, row: PaperRow, table: PaperTable, passing_alone: int | None = None) -> str:
@@ -182,6 +281,7 @@ def _our_cells(key: tuple, stats: Stats) -> dict:
         "seeds": stats.seeds, "epochs": stats.epochs,
         "error_final_mean": stats.error_final_mean, "error_final_std": stats.error_final_std,
         "error_best_mean": stats.error_best_mean, "error_best_std": stats.error_best_std,
+        "best_networks": best_text(stats.best),
         "architecture": "-".join(str(u) for u in stats.architecture),
         "layers": "-".join(stats.layers), "kept_units": sum(stats.architecture),
         "total_units": sum(stats.full_architecture),
@@ -222,9 +322,12 @@ def build_table(table: PaperTable, paper: Paper, groups: dict[tuple, list[Run]])
             ours = [k for k in keys if prow.experiment and k[0] == prow.experiment]
             for key in ours:
                 stats = aggregate(mine[key])
-                passing = seeds_passing(mine[key], prow, table)
-                rows.append({**base, **_our_cells(key, stats),
-                             "verdict": verdict(stats, prow, table, passing)})
+                judged = judge(mine[key], prow, table)
+                rows.append({**base, **_our_cells(key, stats), "verdict": judged[0].verdict,
+                             "units_off": units_off(stats, prow, table),
+                             "verdict_alt": judged[1].verdict if len(judged) > 1 else "",
+                             "reproduced": reproduced_text(judged, prow),
+                             "seed_gaps": seed_gaps(mine[key], prow, table)})
             if not ours:
                 rows.append({**base, "source": "paper", "experiment": prow.experiment or "",
                              "dataset": prow.dataset,
@@ -294,6 +397,8 @@ def display(df: pd.DataFrame, table: PaperTable) -> pd.DataFrame:
                             zip(df["error_final_mean"], df["error_final_std"], strict=True)],
         "error % (best epoch)": [_pm(m, s) for m, s in
                                  zip(df["error_best_mean"], df["error_best_std"], strict=True)],
+        "best epoch's network (per seed: kept units, pruned FLOPs)":
+            [_text(x) for x in df["best_networks"]],
         "architecture": arch,
         "kept maps": [("" if pd.isna(k) else f"{k}/{t}" + (" *" if m else ""))
                       for k, t, m in zip(df["kept_units"], df["total_units"], many, strict=True)],
@@ -314,22 +419,40 @@ def display(df: pd.DataFrame, table: PaperTable) -> pd.DataFrame:
         "paper architecture": [_marked(v, m, "{}") for v, m in
                                zip(df["paper_architecture"], df["paper_architecture_mark"],
                                    strict=True)],
+        "units off the paper (± allowed)": [_text(x) for x in df["units_off"]],
         "verdict": [_text(x) for x in df["verdict"]],
+        "verdict against the other quoted error": [_text(x) for x in df["verdict_alt"]],
+        "reproduced (seed by seed)": [_text(x) for x in df["reproduced"]],
     }
     if table.arch_tolerance is None and table.per_layer:  # kept maps per gated layer too
-        drop = ["network", "paper architecture"]
+        drop = ["network", "paper architecture", "units off the paper (± allowed)"]
     elif table.arch_tolerance is None:  # Table 2: no architecture in the paper
-        drop = ["network", "architecture", "paper architecture"]
+        drop = ["network", "architecture", "paper architecture",
+                "units off the paper (± allowed)"]
     else:
         drop = ["dataset", "kept maps"]
+    if not any(r.error.alt for r in table.rows):
+        drop.append("verdict against the other quoted error")
     if table.baseline is None:
         drop.append("error vs baseline (points)")
     if not table.rows:  # nothing of the paper's to stand beside
-        drop += ["paper error %", "paper architecture", "verdict"]
+        drop += ["paper error %", "paper architecture", "verdict", "reproduced (seed by seed)",
+                 "verdict against the other quoted error"]
     return pd.DataFrame({k: v for k, v in cols.items() if k not in drop})
 
 
-def notes(df: pd.DataFrame, table: PaperTable) -> list[str]:
+def _units_note(table: PaperTable) -> str:
+    units = sorted({u for r in table.rows if r.experiment and r.arch_units()
+                    for u in r.arch_units()})
+    if table.arch_tolerance is None or not units:
+        return ""
+    lo, hi = units[0], units[-1]
+    return (" Units off the paper: per layer, our (mean) kept units minus the paper's, and (±) "
+            f"how many the {table.arch_tolerance * 100:g}% tolerance allows; it is relative, so "
+            f"it allows {allowed(lo, table)} of {lo} but {allowed(hi, table)} of {hi}.")
+
+
+def notes(df: pd.DataFrame, table: PaperTable, outside: tuple = ()) -> list[str]:
     """How to read the table, and the paper's footnotes."""
     arch = "architecture" if table.arch_tolerance is not None else "kept maps"
     if table.rows:
@@ -338,7 +461,12 @@ def notes(df: pd.DataFrame, table: PaperTable) -> list[str]:
                   + (f", kept units per layer within {table.arch_tolerance * 100:g}% of the "
                      "paper's." if table.arch_tolerance is not None
                      else " (the paper gives no architecture).")
-                  + " With several seeds, how many pass the same test on their own follows it.")
+                  + " With several seeds, how many pass the same test on their own follows it."
+                  + _units_note(table)
+                  + " Reproduced (seed by seed): the mean passes and so do most seeds on their "
+                  "own (at least 2 of 3); a row whose mean passes while most seeds fail is "
+                  "`not reproduced seed by seed`. A row with another quoted error is judged "
+                  "against both.")
     else:
         judged = "No verdicts: the paper has no row at this scale."
     if table.baseline is not None:
@@ -348,7 +476,9 @@ def notes(df: pd.DataFrame, table: PaperTable) -> list[str]:
                  "numbers without it were checked against the sources listed below."]
     lines = [
         "Errors: test error in % after the last epoch (primary) and at the best epoch, "
-        "mean ± sample std over seeds.",
+        "mean ± sample std over seeds. The best epoch's network (each seed's kept units and "
+        "pruned test-time FLOPs at that epoch) stands beside its error: early in training it "
+        "is near dense, not the final architecture.",
         judged,
         *(unchecked if table.rows else []),
         "Expected FLOPs/params: under the training gates' P(z != 0) at the end of training (the "
@@ -373,6 +503,7 @@ def notes(df: pd.DataFrame, table: PaperTable) -> list[str]:
             if m is not None and m.verified:
                 sources.setdefault(m.source, []).append(f"{r.network} {r.method} ({what})")
     lines += [f"Checked against {src}: {', '.join(rows)}." for src, rows in sources.items()]
+    lines += [o.text() for o in outside]
     return lines
 
 
@@ -411,11 +542,11 @@ def _latex_escape(text: str) -> str:
 
 
 def write_table(df: pd.DataFrame, table: PaperTable, excluded: list[Excluded],
-                out_dir: Path) -> list[Path]:
+                out_dir: Path, outside: tuple = ()) -> list[Path]:
     """Write ``<key>.csv``, ``<key>.md`` and ``<key>.tex``; return their paths."""
     out_dir = Path(out_dir)
     shown = display(df, table)
-    info, out = notes(df, table), left_out(table, excluded)
+    info, out = notes(df, table, outside), left_out(table, excluded)
     csv = out_dir / f"{table.key}.csv"
     atomic_write_text(csv, df.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
     md = out_dir / f"{table.key}.md"

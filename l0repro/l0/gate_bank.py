@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from l0repro import gates
-from l0repro.layers import GatedLayer, L0Gate, L0Penalty, gated_layers
+from l0repro.l0 import gates
+from l0repro.l0.layers import GatedLayer, L0Gate, gated_layers
 
 
 class _SampleAndPenalise(torch.autograd.Function):
@@ -81,25 +81,4 @@ class GateBank:
                                                 *(g.log_alpha for g in self.gates))
         for gate, z in zip(self.gates, zs, strict=True):
             gate.preset(z)
-        return penalty
-
-
-class StepPenalty:
-    """A training step's whole penalty: the bank's expected L0 (drawing the gates) + ``L0Penalty``.
-
-    Call it before the forward pass. ``fused=False`` (or a model without shared-sample gates)
-    leaves the sampling to the layers and the whole penalty to ``L0Penalty``. Returns None
-    when there is nothing to add (a dense model without weight decay).
-    """
-
-    def __init__(self, model: nn.Module, n_train: int, weight_decay: float, fused: bool = True) -> None:
-        bank = GateBank(model, n_train) if fused else None
-        self.bank = bank if bank else None  # a bank without gates (a dense model) is empty
-        self.rest = L0Penalty(model, n_train, weight_decay,
-                              skip_l0=self.bank.layers if self.bank else ())
-
-    def __call__(self) -> torch.Tensor | None:
-        penalty = self.bank.draw() if self.bank else None
-        if self.rest.active:
-            penalty = self.rest() if penalty is None else penalty + self.rest()
         return penalty

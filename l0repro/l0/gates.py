@@ -1,4 +1,4 @@
-"""Hard-concrete gate math (Louizos, Welling, Kingma 2018, section 3 / PAPER.md section 1).
+"""Hard-concrete gate math (Louizos, Welling, Kingma 2018, section 3 / docs/paper.md section 1).
 
 Every other module calls these pure functions; none re-derives the formulas.
 A gate ``z`` in [0, 1] has one parameter ``log_alpha``; training draws a
