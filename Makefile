@@ -78,7 +78,7 @@ publish: $(STAMP)
 # error), measure the speedups (speedup.json), and rebuild results/ with them
 compact: $(STAMP)
 	@set -e; for w in $$(find results/runs -name weights.pt | sort); do \
-		$(BIN)/python -m l0repro.compact $$(dirname $$w) --data-root $(DATA); done
+		$(BIN)/python -m l0repro.compact_run $$(dirname $$w) --data-root $(DATA); done
 	$(BIN)/python -m l0repro.bench compact --runs results/runs --synthetic
 	$(BIN)/python -m l0repro.report --runs results/runs --out results
 

@@ -21,7 +21,10 @@ CHECKPOINT_FILE = "checkpoint.pt"
 PREVIOUS_FILE = "checkpoint.prev.pt"
 # keys that may change between the run that wrote a checkpoint and the one resuming it
 RESUMABLE_KEYS = ("data.root", "data.download", "trainer.progress", "trainer.device",
-                  "trainer.fused_gates", "trainer.cuda_graph")  # the same maths either way
+                  "trainer.fused_gates", "trainer.cuda_graph", "trainer.threads")  # the same maths
+# keys added after runs were checkpointed: absent from an older checkpoint is the same run as
+# this value (no budget: the paper's objective alone)
+ADDED_KEYS = {"trainer.target_flops": None, "trainer.target_l0": None, "trainer.dual_lr": 0.01}
 RESUMABLE_PREFIXES = ("logger.",)
 
 
@@ -99,6 +102,8 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     diffs = []
     for key in sorted(set(a) | set(b)):
         if key in RESUMABLE_KEYS or key.startswith(RESUMABLE_PREFIXES):
+            continue
+        if key in ADDED_KEYS and key not in a and b.get(key) == ADDED_KEYS[key]:
             continue
         if a.get(key, "<absent>") != b.get(key, "<absent>"):
             diffs.append(f"{key}: checkpoint {a.get(key, '<absent>')!r} != now {b.get(key, '<absent>')!r}")

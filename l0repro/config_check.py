@@ -6,12 +6,11 @@ import math
 
 from omegaconf import DictConfig, ListConfig
 
+from l0repro.config_error import ConfigError
 from l0repro.data import DATASETS
 from l0repro.models.base import METHODS
 
-
-class ConfigError(ValueError):
-    """A config value that cannot be trained with; the message names the key."""
+__all__ = ["ConfigError", "check_config"]
 
 
 def _positive_int(value, key: str) -> None:

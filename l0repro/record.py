@@ -7,7 +7,7 @@ A run directory holds
   ``checkpoint.pt`` the last end-of-epoch checkpoint and ``checkpoint.prev.pt`` the one before
                     it (``l0repro.checkpoint``; not needed by the report),
   ``weights.pt``    written when the run completes: the state dict evaluation used (the EMA
-                    weights when EMA is on), fp32 on the CPU, for ``l0repro.compact``.
+                    weights when EMA is on), fp32 on the CPU, for ``l0repro.compact_run``.
 Every file is replaced atomically (write a temp file, fsync, rename), so a reader sees
 the old version or the new one, never half of one. ``summary.json`` says ``complete``
 only after the final evaluation's metrics are on disk.

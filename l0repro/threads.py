@@ -76,9 +76,9 @@ def busy_cpus(cpus: set[int], sample_s: float = SAMPLE_S) -> int:
     return round(share)
 
 
-def local_processes() -> int:
+def local_processes(environ: dict[str, str]) -> int:
     """The processes of this run on this machine (torchrun's ranks share its cores)."""
-    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("WORLD_SIZE") or 1))
+    return max(1, int(environ.get("LOCAL_WORLD_SIZE") or environ.get("WORLD_SIZE") or 1))
 
 
 def choose(setting: int | str, model: str, environ: dict[str, str] | None = None) -> ThreadChoice:
@@ -96,10 +96,10 @@ def choose(setting: int | str, model: str, environ: dict[str, str] | None = None
         return ThreadChoice(int(environ[ENV]), f"{ENV} from the environment")
     cpus = allowed_cpus()
     busy = busy_cpus(cpus)
-    free = max(1, (len(cpus) - busy) // local_processes())
+    free = max(1, (len(cpus) - busy) // local_processes(environ))
     where = f"{len(cpus)} allowed CPUs, {busy} busy"
-    if local_processes() > 1:
-        where += f", shared by {local_processes()} processes"
+    if local_processes(environ) > 1:
+        where += f", shared by {local_processes(environ)} processes"
     if model in ONE_THREAD_MODELS:
         return ThreadChoice(1, f"auto: {model} is no faster with more ({where})")
     return ThreadChoice(free, f"auto: the free cores ({where})")

@@ -430,7 +430,7 @@ class Trainer:
             if state is not None:
                 save_checkpoint(self.run_dir, state)
             write_metrics(self.run_dir, self.state.rows)
-            if status == "complete":  # the weights evaluation used, for l0repro.compact
+            if status == "complete":  # the weights evaluation used, for l0repro.compact_run
                 write_weights(self.run_dir, self.eval_model.state_dict())
         summary = self.summary(status)
         if dp.is_main():

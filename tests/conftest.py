@@ -20,6 +20,7 @@ from hydra import compose, initialize_config_dir
 
 from l0repro.data import DataError
 from l0repro.data import fetch as data_fetch
+from l0repro.threads import allowed_cpus
 
 pytest_plugins = ["tests.device_option"]  # pytest --device cuda: the device tests on a GPU
 
@@ -92,13 +93,13 @@ def pytest_configure(config):
 
 
 def share_the_cores() -> None:
-    """Under pytest-xdist (``make test`` runs ``-n auto``), each worker and the trainings it starts
-    use their share of the cores instead of all of them: oversubscribed OpenMP threads spin and
-    slow every worker down. An ``OMP_NUM_THREADS`` set by the caller is kept."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers <= 1:
-        return
-    threads = os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    """Each pytest-xdist worker (``make test`` runs ``-n auto``) and the trainings it starts use
+    their share of the allowed cores instead of all of them: oversubscribed OpenMP threads spin and
+    slow every worker down. Serial runs get a fixed count too (all the allowed cores), so that
+    runs compared for equality use the same threads whatever the load (``trainer.threads: auto``
+    would follow it). An ``OMP_NUM_THREADS`` set by the caller is kept."""
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    threads = os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(allowed_cpus()) // workers)))
     torch.set_num_threads(int(threads))
 
 

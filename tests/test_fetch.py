@@ -125,3 +125,12 @@ def test_training_without_data_or_network_says_what_to_do_next(tmp_path):
         assert outcome in proc.stderr, proc.stderr
         assert_names_the_next_step(proc.stderr, root)
         assert not root.exists()  # a failed download leaves no empty directory behind
+
+
+def test_a_present_dataset_under_a_relative_root_is_loaded_not_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv(fetch.NO_DOWNLOAD_ENV, "1")  # loading must not even ask
+    monkeypatch.setattr(fetch, "_download", no_download)
+    monkeypatch.chdir(tmp_path)
+    write_cifar_binary(Path("data"), "cifar10", n_train=10, n_test=2)
+    data = load_dataset("cifar10", "data", torch.device("cpu"), verify="size")
+    assert (len(data.train_y), len(data.test_y)) == (10, 2)

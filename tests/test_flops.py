@@ -59,7 +59,7 @@ def test_mlp_expected_flops_by_hand():
     assert got < dense_flops(model)
     # fresh gates: 784 * P(open | p=0.2) = 0.95 inputs, 300 and 100 at P(open | p=0.5) ~ 0.83
     assert got == pytest.approx(2 * (784 * 0.9519 * 300 * 0.8318 + 300 * 0.8318 * 100
-                                            * 0.8318 + 100 * 0.8318 * 10), rel=1e-3)
+                                     * 0.8318 + 100 * 0.8318 * 10), rel=1e-3)
 
 
 def test_lenet_expected_flops_by_hand():

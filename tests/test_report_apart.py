@@ -277,7 +277,7 @@ def test_a_sweep_with_declared_points_missing_is_provisional(tmp_path):
         "## `sweeps/lenet5_l0_sep_conv1`")[1]
     assert "Provisional: 2 of 3 declared points are complete; still to come: " \
            "(20, 0.5, 0.1, 7.5)." in section
-    assert "The rule picks conv1 lambda 15." in section
+    assert "The rule picks conv1 lambda 15 so far." in section
 
 
 def test_weight_decay_evidence_stands_beside_its_row_and_never_in_it(tmp_path):

@@ -1,5 +1,5 @@
 """A newcomer's `make test`: no data, no network, ``CI`` unset. The tests that need real data
-skip with the reason (they do not fail), and the README names them."""
+skip with the reason (they do not fail), and docs/testing.md names them and their count."""
 
 from __future__ import annotations
 
@@ -45,10 +45,10 @@ def test_real_data_tests_skip_with_the_reason_without_data_or_network(tmp_path):
             "test_tiny_l0_wrn_trains_on_the_real_cifar10_copy"} <= names
     assert f"{count} tests skipped: they need real data" in proc.stdout
     assert not any(empty.iterdir())  # the failed downloads left nothing behind
-    # the README says how many and which ("Tests without data")
-    readme = (REPO / "README.md").read_text()
+    # docs/testing.md says how many and which ("Tests that need data")
+    page = (REPO / "docs" / "testing.md").read_text()
     listing = "\n".join(f"{f}: {', '.join(tests)}" for f, tests in sorted(by_file.items()))
-    assert re.search(rf"skips\s+the\s+{count}\s+tests", readme), \
-        f"README should say it skips the {count} tests:\n{listing}"
-    unnamed = [n for n in sorted(names) if f"`{n}`" not in readme]
-    assert not unnamed, f"README does not name {unnamed}; all of them:\n{listing}"
+    assert re.search(rf"skips\s+the\s+{count}\s+tests", page), \
+        f"docs/testing.md should say that make test skips the {count} tests:\n{listing}"
+    unnamed = [n for n in sorted(names) if f"`{n}`" not in page]
+    assert not unnamed, f"docs/testing.md does not name {unnamed}; all of them:\n{listing}"

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from l0repro.compact import counted_flops, layer_params, load_run_model
+from l0repro.compact_run import counted_flops, layer_params, load_run_model
 from l0repro.host_allocator import keep_freed_memory
 from l0repro.l0 import compact, gates
 from l0repro.l0.layers import L0Gate, gated_layers

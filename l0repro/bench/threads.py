@@ -55,12 +55,12 @@ class Cell:
 
 
 @contextmanager
-def busy_cores(n: int) -> Iterator[None]:
+def busy_cores(n: int) -> Iterator[list[subprocess.Popen]]:
     """``n`` busy-loop processes (one core each) for the duration of the block."""
     procs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(n)]
     try:
         time.sleep(0.5 if n else 0)  # let them start spinning
-        yield
+        yield procs
     finally:
         for p in procs:
             p.kill()

@@ -46,9 +46,10 @@ class FetchError(DataError):
 
 def next_step(root: str | Path) -> str:
     """What to do about a dataset missing from the data directory ``root``."""
-    return (f"next: `make data` downloads it into {root} (make DATA=<dir> for another directory), "
-            "or point L0REPRO_DATA (make: DATA=<dir>, l0repro.train: data.root=<dir>) at a directory "
-            "that holds it; offline, copy the official files in (README, 'Set-up and the commands')")
+    return (f"next: `make data DATA={root}` downloads it there (plain `make data`: into $L0REPRO_DATA, "
+            "else ./data), or point L0REPRO_DATA (make: DATA=<dir>, l0repro.train: data.root=<dir>) at "
+            "a directory that holds it; offline, copy the official files in (README, 'Set-up and the "
+            "commands')")
 
 
 def default_root() -> Path:

@@ -100,7 +100,8 @@ class Budget:
         """``multiplier * (g - target)``: add it to the loss (its gradient prices the gates)."""
         g = self.fraction()
         self.value.copy_(g.detach())
-        return self.multiplier * (g - self.target)
+        # float64 for the sums (WRN-28-10 counts ~1e10 FLOPs); the loss keeps the gates' dtype
+        return (self.multiplier * (g - self.target)).to(self.layers[0].gate.log_alpha.dtype)
 
     @torch.no_grad()
     def dual_step(self) -> None:

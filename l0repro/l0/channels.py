@@ -75,6 +75,8 @@ def trace(model: nn.Module, example_input: torch.Tensor) -> fx.GraphModule:
         ValueError: the model cannot be traced (e.g. control flow that depends on the data).
     """
     tracer = L0Tracer()
+    if tracer.is_leaf_module(model, ""):  # a bare layer: trace it as the one layer of a model
+        model = nn.Sequential(model)
     with eval_mode(model):
         try:
             graph = tracer.trace(model)

@@ -108,6 +108,8 @@ def channel_constants(plan: SpacePlan, gm: fx.GraphModule) -> tuple[dict[str, to
     env: dict[str, torch.Tensor] = {}
     bad: set[str] = set()
     closing = {s.index for s in plan.spaces if s.closing}
+    device = next(iter(gm.parameters()), torch.zeros(())).device
+    zeros = {"dtype": torch.float64, "device": device}
     for node in gm.graph.nodes:
         i = plan.space_of.get(node.name)
         if i is None:
@@ -116,12 +118,12 @@ def channel_constants(plan: SpacePlan, gm: fx.GraphModule) -> tuple[dict[str, to
         known = [s.name in env for s in op.inputs]
         if op.kind == "layer":
             if i in closing:  # a closing producer: its closed channels are exactly 0
-                env[node.name] = torch.zeros(space.size, dtype=torch.float64)
+                env[node.name] = torch.zeros(space.size, **zeros)
         elif op.kind == "flatten" and all(known):
             env[node.name] = env[op.inputs[0].name].repeat_interleave(space.derived[2])
         elif op.kind == "cat" and any(known):
             env[node.name] = torch.cat([env.get(s.name, torch.zeros(plan.spaces[plan.space_of[
-                s.name]].size, dtype=torch.float64)) for s in op.inputs])
+                s.name]].size, **zeros)) for s in op.inputs])
         elif op.kind in ("channelwise", "add", "scale") and known and all(known):
             if op.kind == "channelwise" and op.const in ("same", "zero_only"):
                 env[node.name] = env[op.inputs[0].name]
@@ -212,7 +214,7 @@ def compact(model: nn.Module, example_input: torch.Tensor | None = None) -> fx.G
     graph, nodes = gm.graph, {n.name: n for n in gm.graph.nodes}
     first_input = next(n for n in graph.nodes if n.op == "placeholder")
     for name in zero_only:  # an average pool that counts zero padding keeps only zeros exact
-        removed = ~present[plan.space_of[name]]
+        removed = (~present[plan.space_of[name]]).to(consts[name].device)
         if bool((consts[name][removed] != 0).any()):
             raise ValueError(f"{nodes[name].target}: a closed channel reaches this average pool "
                              "(zero padding counted) as a non-zero constant, which is not a "
@@ -242,8 +244,8 @@ def compact(model: nn.Module, example_input: torch.Tensor | None = None) -> fx.G
         dropped = (~have).nonzero().flatten().to(weight.device)
         src = node.args[0]
         shift = None
-        if src.name in consts and len(dropped) and bool((consts[src.name][dropped.cpu()] != 0).any()):
-            shift = _constant_through(module, weight[out][:, dropped], consts[src.name][dropped.cpu()],
+        if src.name in consts and len(dropped) and bool((consts[src.name][dropped] != 0).any()):
+            shift = _constant_through(module, weight[out][:, dropped], consts[src.name][dropped],
                                       tensor_meta(src).shape, tensor_meta(node).shape)
         new_bias = None if bias is None else bias[out]
         if len(out) == 0:  # no output channel left: nothing reads it, dead code below
@@ -257,7 +259,10 @@ def compact(model: nn.Module, example_input: torch.Tensor | None = None) -> fx.G
                 value = value + shift
             const_name = f"l0_const_{node.name}"
             gm.add_submodule(const_name, ConstantOutput(value.to(weight.dtype)))
-            node.target, node.args, node.kwargs = const_name, (first_input,), {}
+            # it still reads its input when channels reach it (what the FLOP count charges the
+            # layers before it), else only the batch size of the model's input
+            keep = src if bool(have.any()) else first_input
+            node.target, node.args, node.kwargs = const_name, (keep,), {}
             continue
         _set_module(gm, term.module, _plain_like(module, weight[out][:, dev_read], new_bias))
         if not bool(read[have].all()):  # a reader that drops more than its source: gather
@@ -454,7 +459,7 @@ def load_compact(path: Path | str) -> fx.GraphModule:
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         found = d.get("format", d.get("builder")) if isinstance(d, dict) else type(d).__name__
         raise ValueError(f"{path}: not a compact network of format {FORMAT} (found {found!r}); "
-                         "write it again with `python -m l0repro.compact RUN_DIR` or save_compact")
+                         "write it again with `python -m l0repro.compact_run RUN_DIR` or save_compact")
     root = nn.Module()
     state = d["state_dict"]
     for name, record in d["modules"].items():

@@ -6,7 +6,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from l0repro.config_check import ConfigError
+from l0repro.config_error import ConfigError
 from l0repro.models.base import SparseModel
 
 

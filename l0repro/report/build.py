@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from l0repro.report import evidence, index, selection, sources, tables
+from l0repro.report import budget, evidence, index, selection, sources, tables
 from l0repro.report import figures as figs
 from l0repro.report.paper import Outside, Paper, load_outside, load_paper
 from l0repro.report.runs import Excluded, Run, group, select
@@ -22,18 +22,20 @@ class Report:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     figures: list[figs.Outcome] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    budget: pd.DataFrame | None = None  # one row per declared budget experiment and schedule
 
 
 def unreported(groups: dict[tuple, list[Run]], paper: Paper) -> list[Excluded]:
-    """Runs of an experiment that is in no table, sweep or evidence of ``paper.yaml`` (e.g. a
-    new group such as ``budget/``): left out, each with the reason."""
+    """Runs of an experiment that is in no table, sweep, evidence or budget of ``paper.yaml``
+    (e.g. a new group): left out, each with the reason."""
     out = []
     for key, runs in groups.items():
         if paper.set_apart(key[0]) or any(t.holds(key[0], key[2]) for t in paper.tables):
             continue
         for r in runs:
             out.append(Excluded(r.source, f"experiment {key[0]!r} on {key[2]} is in no table, "
-                                          "sweep or evidence of paper.yaml: not reported",
+                                          "sweep or evidence of paper.yaml: not reported "
+                                          "(nor a budget experiment)",
                                 key[0], key[2], r.summary.get("seed")))
     return out
 
@@ -58,7 +60,10 @@ def make_report(runs_dir: Path | None, out_dir: Path, wandb_path: str | None = N
         names.append(f"wandb project `{wandb_path}` ({len(r) + len(e)} runs)")
     runs, excluded = select(read, excluded)
     groups = group(runs)
-    unknown = unreported(groups, paper)
+    # a run trained to a target that paper.yaml does not declare never enters a table row
+    unknown = budget.undeclared(runs, paper)
+    unknown += unreported(group([r for r in runs if r.source not in {e.source for e in unknown}]),
+                          paper)
     if unknown:
         dropped = {e.source for e in unknown}
         runs = [r for r in runs if r.source not in dropped]
@@ -79,6 +84,10 @@ def make_report(runs_dir: Path | None, out_dir: Path, wandb_path: str | None = N
     report.files += selection.write_selection(paper, apart, table_groups, out_dir)
     report.files += evidence.write_evidence(paper, apart, table_groups, out_dir)
     report.figures = figs.draw_all(table_groups, paper, out_dir / "figures")
+    written, figure, report.budget = budget.write_budget(paper, apart, table_groups, out_dir,
+                                                         excluded, outside)
+    report.files += written
+    report.figures += [figure] if figure else []
     report.files += [p for f in report.figures for p in f.paths]
     report.files += index.write_index(out_dir, runs, excluded, names, list(paper.tables),
                                       report.figures, report.tables, report.files, outside)
@@ -108,6 +117,20 @@ def summary_lines(report: Report, out_dir: Path) -> list[str]:
                          + (f"; {judged}" if judged else ""))
         if not_run:
             lines.append(f"  not run yet: {', '.join(not_run)}")
+    if report.budget is not None and len(report.budget):
+        done = report.budget[report.budget["status"] == "complete"]
+        lines.append(f"budget: {done['experiment'].nunique()} of "
+                     f"{report.budget['experiment'].nunique()} declared experiments have complete "
+                     f"runs -> {out_dir}/{budget.FILE}.md")
+        for _, row in done.iterrows():
+            lines.append(f"  {row['experiment']} ({budget._n(row['seeds'], 'seed')}, "
+                         f"{row['epochs']} ep): "
+                         f"expected FLOPs {row['expected_flops_pct']:.2f} % (target "
+                         f"{row['target_flops_pct']:g} %; within: {row['expected_within']}), "
+                         f"error {row['error_final_mean']:.2f}%")
+        waiting = report.budget.loc[report.budget["status"] != "complete", "experiment"]
+        if len(waiting):
+            lines.append(f"  not run yet: {', '.join(waiting)}")
     for e in report.excluded:
         lines.append(f"left out {e.source}: {e.reason}")
     for f in report.figures:

@@ -35,6 +35,7 @@ DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 FLOPS = "FLOPs (2 per multiply-add)"
 # one colour and one marker per series, so that no two of up to 20 series look alike
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+NEAR_ONE = 1.5  # FLOP ratios below this get compact_speedup's close-up
 
 Groups = dict[tuple, list[Run]]
 
@@ -391,13 +392,30 @@ def fig_speedup(groups: Groups, paper: Paper, out_dir: Path) -> list[Path] | str
     ax = fig.subplots()
     keys = sorted({k for k, _ in points}, key=lambda k: _model_order(paper, k))
     colors = matplotlib.colormaps["tab20"]
+    near = [r.speedup for _, r in points if r.speedup["flop_ratio"] < NEAR_ONE]
+    # the networks that hardly shrink crowd at (1, 1) on the log axes: a linear close-up, top
+    # left, where no point falls (speedups above 3 come only with FLOP ratios above 3)
+    inset = ax.inset_axes([0.06, 0.5, 0.3, 0.4]) if len(near) > 1 else None
     for i, key in enumerate(keys):
         sp = [r.speedup for k, r in points if k == key]
-        # every other series hollow, so that two series at one point both show
+        # every other series hollow and on top, so that two series at one point both show
+        style = {"marker": MARKERS[i % len(MARKERS)], "edgecolors": colors(i % 20),
+                 "facecolors": "none" if i % 2 else colors(i % 20), "linewidths": 1.2,
+                 "zorder": 3 if i % 2 else 2}
         ax.scatter([x["flop_ratio"] for x in sp], [x["throughput_speedup"] for x in sp], s=26,
-                   marker=MARKERS[i % len(MARKERS)], edgecolors=colors(i % 20),
-                   facecolors="none" if i % 2 else colors(i % 20), linewidths=1.2,
-                   label=_label(key, groups, paper, network=True))
+                   label=_label(key, groups, paper, network=True), **style)
+        close = [x for x in sp if x["flop_ratio"] < NEAR_ONE]
+        if inset is not None and close:
+            inset.scatter([x["flop_ratio"] for x in close],
+                          [x["throughput_speedup"] for x in close], s=30, **style)
+    if inset is not None:
+        lo = min(min(x["flop_ratio"], x["throughput_speedup"]) for x in near) - 0.03
+        hi = max(max(x["flop_ratio"], x["throughput_speedup"]) for x in near) + 0.03
+        inset.plot([lo, hi], [lo, hi], "k--", lw=1)
+        inset.set_xlim(lo, hi)
+        inset.set_ylim(lo, hi)
+        inset.tick_params(labelsize=6)
+        inset.set_title(f"close-up, FLOP ratio < {NEAR_ONE:g} (linear)", fontsize=6)
     top = max(max(r.speedup["flop_ratio"], r.speedup["throughput_speedup"]) for _, r in points)
     ax.plot([1, top], [1, top], "k--", lw=1, label="speedup = FLOP ratio")
     ax.set_xscale("log")

@@ -24,6 +24,9 @@ PAGES = {
                      "written down before the sweep, and the point it chooses"),
     "evidence.md": ("evidence runs: one choice changed (the init, the weight decay), seed by seed "
                     "against the row"),
+    "budget.md": ("training to a budget: runs asked for a FLOPs target with lambda = 0 instead "
+                  "of a lambda, beside the lambda-penalised rows (numbers in `budget.csv`, each "
+                  "run in `budget_runs.csv`)"),
 }
 # pages written by other commands (benchmarks, the GPU lease) that the README links when present
 LINKED = {
@@ -213,7 +216,9 @@ def readme(runs: list[Run], excluded: list[Excluded], sources: list[str],
     if missed:
         lines += ["", "## Rows that miss the paper", "", *missed]
     drawn = {f.name: f for f in figures if f.paths}
-    shown: set[str] = set()
+    # a figure a page embeds is shown with that page, not again under Figures
+    shown = {name for name, f in drawn.items() for p in f.paths
+             if any(f"](figures/{p.name})" in text for text in pages.values())}
     for title, entry in (findings or {}).items():
         text, names = (entry.get("text", ""), entry.get("figures") or []) \
             if isinstance(entry, dict) else (entry, [])

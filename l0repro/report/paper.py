@@ -76,6 +76,29 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class BudgetExperiment:
+    """Runs trained to a FLOPs target (lambda = 0) instead of a lambda, read against a row."""
+
+    experiment: str
+    target_flops: float  # E[FLOPs] / dense asked for, as in its conf/experiment/ file
+    compare_with: str  # the lambda-penalised table row the runs are read against
+    baseline: str | None = None  # an experiment their error is also read against (points)
+    reach_by: int | None = None  # the epoch by which E[FLOPs] must be near the target
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The budget experiments and the tolerances they are judged by (relative to the target)."""
+
+    tolerance: float = 0.05  # final expected and pruned FLOPs within this of the target
+    reach_tolerance: float = 0.10  # E[FLOPs] this near the target counts as reached
+    experiments: tuple[BudgetExperiment, ...] = ()
+
+    def get(self, experiment: str) -> BudgetExperiment | None:
+        return next((b for b in self.experiments if b.experiment == experiment), None)
+
+
+@dataclass(frozen=True)
 class PaperRow:
     network: str
     method: str
@@ -121,6 +144,7 @@ class Paper:
     tables: tuple[PaperTable, ...]
     selections: tuple[Selection, ...] = ()
     evidence: tuple[Evidence, ...] = ()
+    budget: Budgets = Budgets()
 
     def table_for(self, dataset: str, experiment: str = "") -> PaperTable | None:
         return next((t for t in self.tables if t.holds(experiment, dataset)), None)
@@ -133,9 +157,10 @@ class Paper:
         return None
 
     def set_apart(self, experiment: str) -> bool:
-        """Selection and evidence runs: never aggregated into a table row."""
+        """Selection, evidence and budget runs: never aggregated into a table row."""
         return any(experiment == s.sweep for s in self.selections) or \
-            any(experiment == e.experiment for e in self.evidence)
+            any(experiment == e.experiment for e in self.evidence) or \
+            self.budget.get(experiment) is not None
 
 
 def _marked(raw: dict[str, Any] | None, where: str) -> Marked | None:
@@ -163,6 +188,17 @@ def _selection(sweep: str, raw: dict[str, Any]) -> Selection:
     return Selection(sweep, raw["row"], float(raw["error_window"]),
                      points=tuple(_lams(p) for p in raw.get("points") or ()), borrowed=borrowed,
                      history=tuple(" ".join(str(h).split()) for h in raw.get("history") or ()))
+
+
+def _budgets(raw: dict[str, Any] | None) -> Budgets:
+    if not raw:
+        return Budgets()
+    experiments = tuple(
+        BudgetExperiment(k, float(v["target_flops"]), v["compare_with"], v.get("baseline"),
+                         None if v.get("reach_by") is None else int(v["reach_by"]))
+        for k, v in (raw.get("experiments") or {}).items())
+    return Budgets(float(raw.get("tolerance", 0.05)), float(raw.get("reach_tolerance", 0.10)),
+                   experiments)
 
 
 def load_outside(path: Path = OUTSIDE_FILE) -> dict[str, tuple[Outside, ...]]:
@@ -200,4 +236,5 @@ def load_paper(path: Path = PAPER_FILE) -> Paper:
     evidence = tuple(Evidence(k, v["compare_with"], v["label"])
                      for k, v in (data.get("evidence") or {}).items())
     return Paper(networks=dict(data.get("networks") or {}), own=dict(data.get("own") or {}),
-                 tables=tuple(tables), selections=selections, evidence=evidence)
+                 tables=tuple(tables), selections=selections, evidence=evidence,
+                 budget=_budgets(data.get("budget")))

@@ -133,11 +133,12 @@ def _markdown(frames: list[tuple[Selection, pd.DataFrame]], paper: Paper,
             shown = shown.drop(columns="record of")
         out += [shown.to_markdown(index=False, disable_numparse=True), ""]
         chosen = df[df["chosen"]].iloc[0]["lambdas"]
-        layer = swept(df["lambdas"].tolist(), layers.get(sel.sweep, []))
+        missing = declared_missing(sel, df)
+        grid = [_lambdas(p) for p in sel.points] or df["lambdas"].tolist()
+        layer = swept(grid, layers.get(sel.sweep, []))
         if layer:
             value = chosen.split(", ")[layers[sel.sweep].index(layer)]
-            out.append(f"The rule picks {layer} lambda {value}.")
-        missing = declared_missing(sel, df)
+            out.append(f"The rule picks {layer} lambda {value}{' so far' if missing else ''}.")
         if missing:
             out.append(f"Provisional: {len(sel.points) - len(missing)} of {len(sel.points)} "
                        f"declared points are complete; still to come: "

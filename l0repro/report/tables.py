@@ -49,7 +49,7 @@ class Stats:
     pruned_flops_pct: float  # the test-time network: units with z_hat == 0 removed
     expected_params: float  # NaN for records written before it was logged
     params_kept: int
-    # l0repro.compact's network, measured by `bench compact` (NaN unless every seed has it)
+    # l0repro.compact_run's network, measured by `bench compact` (NaN unless every seed has it)
     compact_params: float = math.nan
     compact_flops_pct: float = math.nan  # FlopCounterMode on the compact network
     cpu_speedup: float = math.nan  # throughput, compact over gated (eval), one CPU thread
@@ -486,7 +486,7 @@ def notes(df: pd.DataFrame, table: PaperTable, outside: tuple = ()) -> list[str]
         "4.7%). Pruned test-time net: the evaluated (EMA) weights with every unit of z_hat == 0 "
         "removed from the layer that makes it and the layer that reads it. FLOPs per example, "
         "% of the dense network's.",
-        "Compact: the plain network `l0repro.compact` builds from the evaluated weights; its "
+        "Compact: the plain network `l0repro.compact_run` builds from the evaluated weights; its "
         "parameters and FLOPs (`FlopCounterMode` on it, equal to the pruned count) and its measured "
         "throughput speedup over the gated model in eval mode, one CPU thread (`python -m "
         "l0repro.bench compact`; batch 1000 for MNIST, 256 for WRNs; mean over seeds). Blank: "

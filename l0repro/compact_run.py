@@ -1,4 +1,4 @@
-"""``python -m l0repro.compact RUN_DIR``: the small dense network a finished run stands for.
+"""``python -m l0repro.compact_run RUN_DIR``: the small dense network a finished run stands for.
 
 Loads the run's evaluation weights (``weights.pt``) into the model its config builds,
 compacts it with the library (``l0repro.l0.compact``: the same code as for any user model),
@@ -85,8 +85,8 @@ def compare_outputs(gated: nn.Module, small: nn.Module, batches) -> dict[str, fl
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m l0repro.compact", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=__doc__.split("\n\n")[0] + "\n\nexample:\n  python -m l0repro.compact "
+        prog="python -m l0repro.compact_run", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n")[0] + "\n\nexample:\n  python -m l0repro.compact_run "
         "results/runs/table1/mlp_l0_sep/seed0 --data-root data")
     parser.add_argument("run_dir", type=Path,
                         help="a complete run directory (config.yaml and weights.pt)")
