@@ -109,24 +109,36 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker("real_data")
 
 
+_skipped_for_gpu: dict[str, list[str]] = {}
+NEEDS_GPU = ("needs a GPU", "needs --device cuda")
+
+
 def pytest_runtest_logreport(report):
-    if report.skipped and report.when == "setup" and isinstance(report.longrepr, tuple) \
-            and NO_DATA in report.longrepr[2]:
-        reason = report.longrepr[2].removeprefix("Skipped: ")
-        _skipped_for_data.setdefault(reason, []).append(report.nodeid)
-
-
-def pytest_terminal_summary(terminalreporter):
-    """Name the tests skipped for want of data, and the reason, once at the end of the run."""
-    if not _skipped_for_data:
+    if not (report.skipped and isinstance(report.longrepr, tuple)):
         return
-    tr = terminalreporter
-    count = sum(len(nodeids) for nodeids in _skipped_for_data.values())
-    tr.write_sep("-", f"{count} tests skipped: they need real data (make data)")
-    for reason, nodeids in _skipped_for_data.items():
+    reason = report.longrepr[2].removeprefix("Skipped: ")
+    if report.when == "setup" and NO_DATA in reason:
+        _skipped_for_data.setdefault(reason, []).append(report.nodeid)
+    elif any(words in reason for words in NEEDS_GPU):
+        _skipped_for_gpu.setdefault(reason, []).append(report.nodeid)
+
+
+def _list_skips(tr, skipped: dict[str, list[str]], what: str) -> None:
+    count = sum(len(nodeids) for nodeids in skipped.values())
+    tr.write_sep("-", f"{count} tests skipped: {what}")
+    for reason, nodeids in skipped.items():
         tr.write_line(reason)
         for nodeid in nodeids:
             tr.write_line(f"  skipped {nodeid}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name the tests skipped for want of data or of a GPU, with the reason, at the end of the run."""
+    if _skipped_for_data:
+        _list_skips(terminalreporter, _skipped_for_data, "they need real data (make data)")
+    if _skipped_for_gpu:
+        _list_skips(terminalreporter, _skipped_for_gpu,
+                    "they need a GPU (docs/gpu.md: pytest --device cuda on a CUDA machine)")
 
 
 def compose_train(overrides: list[str]):

@@ -19,6 +19,8 @@ COMMANDS = {
     "bench eta": ["l0repro.bench", "eta"],
     "diagnose": ["l0repro.diagnose"],
     "data.fetch": ["l0repro.data.fetch"],
+    "report": ["l0repro.report"],
+    "compact_run": ["l0repro.compact_run"],
 }
 
 

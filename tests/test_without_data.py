@@ -52,3 +52,17 @@ def test_real_data_tests_skip_with_the_reason_without_data_or_network(tmp_path):
         f"docs/testing.md should say that make test skips the {count} tests:\n{listing}"
     unnamed = [n for n in sorted(names) if f"`{n}`" not in page]
     assert not unnamed, f"docs/testing.md does not name {unnamed}; all of them:\n{listing}"
+
+
+def test_the_tests_that_need_a_gpu_are_named_among_the_skips():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the GPU tests run instead of skipping")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
+                           "tests/test_augment.py", "-k", "cuda"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    summary = proc.stdout.split("tests skipped: they need a GPU", 1)
+    assert len(summary) == 2, proc.stdout[-2000:]
+    assert "needs a GPU" in summary[1] and "skipped tests/test_augment.py::test_runs_on_cuda" in summary[1]

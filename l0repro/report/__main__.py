@@ -14,9 +14,10 @@ DEFAULT_RUNS = "experiments"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m l0repro.report",
+        prog="python -m l0repro.report", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Aggregate run directories (and optionally a wandb project) into the "
-                    "paper's tables (Markdown, CSV, LaTeX), figures (PNG, PDF) and a README.")
+                    "paper's tables (Markdown, CSV, LaTeX), figures (PNG, PDF) and a README.\n\n"
+                    "example:\n  python -m l0repro.report --runs results/runs --out results")
     p.add_argument("--runs", default=None,
                    help=f"folder searched recursively for run directories (default "
                         f"{DEFAULT_RUNS}; skipped if absent and --wandb is given)")
