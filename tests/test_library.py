@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from l0repro import (
     L0Conv2d,
@@ -21,22 +20,13 @@ from l0repro import (
     pruned_flops,
     save_compact,
 )
+from l0repro.compact_run import counted_flops as counted
+from l0repro.compact_run import layer_params
 from l0repro.l0 import gates
 from l0repro.l0.compact import ConstantShift
 from l0repro.l0.layers import L0Layer, gated_layers
 
 torchvision = pytest.importorskip("torchvision")
-
-
-def counted(model: nn.Module, x: torch.Tensor) -> int:
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model.eval()(x)
-    return counter.get_total_flops()
-
-
-def layer_params(model: nn.Module) -> int:
-    return sum(p.numel() for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))
-               for p in m.parameters(recurse=False))
 
 
 def random_gates_(model: nn.Module, seed: int) -> None:

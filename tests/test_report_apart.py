@@ -18,17 +18,8 @@ except ImportError:  # pragma: no cover
 
 def selection_run(root, lambdas, val_error, arch, seed=100):
     name = "_".join(f"{x:g}" for x in lambdas)
-    summary = fx.summary_for("sweeps/mlp_l0_sep", seed, lambdas=lambdas, architecture=arch,
-                             error_final=0.5)  # metrics rows are built from this, then hidden
-    rows = fx.metrics_for(summary)
-    for r in rows:
-        if "test/error" in r:
-            r["val/error"] = r.pop("test/error")
-            r["val/loss"] = r.pop("test/loss")
-    summary.update(test_error_final=None, test_error_best=None, selection_run=True,
-                   val_error_final=val_error, val_error_best=val_error - 0.001,
-                   validation={"n": 10000, "seed": 0, "n_train_full": 60000,
-                               "indices_sha256": "ab" * 32})
+    summary, rows = fx.selection_summary("sweeps/mlp_l0_sep", lambdas, val_error, arch, model="mlp",
+                                         seed=seed)
     run_dir = root / f"sweeps/mlp_l0_sep/lam_{name}/seed{seed}"
     run_dir.mkdir(parents=True)
     write_metrics(run_dir, rows)
