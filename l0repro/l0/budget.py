@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from l0repro.l0 import gates
-from l0repro.l0.flops import closed_measure, dense_flops, expected_measure, flops_under, resolve_input
+from l0repro.l0.flops import closed_measure, dense_measure, expected_measure, flops_under, resolve_input
 from l0repro.l0.layers import gated_layers
 
 KINDS = ("flops", "l0")
@@ -73,7 +73,7 @@ class Budget:
         if kind == "flops":
             self.example_input = resolve_input(model, example_input)
             with torch.no_grad():
-                self.dense = dense_flops(model, self.example_input)
+                self.dense = float(flops_under(model, dense_measure, self.example_input))
                 self.floor = float(flops_under(model, closed_measure, self.example_input)) / self.dense
             if target < self.floor:
                 raise ValueError(f"target_flops={target} is below what the gates can reach: with "
