@@ -23,7 +23,7 @@ TARGETS = {  # the issue's targets
 }
 RUN_KEYS = ("experiment", "seed", "status", "epochs", "epochs_completed", "steps", "test_error_final",
             "architecture", "full_architecture", "expected_flops_final", "flops_dense", "wall_time_s",
-            "device")
+            "device", "flops_pruned", "target_flops", "constraint_final", "constraint_met")
 
 
 def _json(path: Path) -> Any:
@@ -108,6 +108,20 @@ def two_epoch_check(runs: dict[str, dict]) -> list[str]:
     return lines + [""]
 
 
+def library_check(b: dict[str, Any] | None) -> list[str]:
+    """The library step (bench library): compact of a gated resnet18 on the device."""
+    r = ((b or {}).get("results") or [None])[0]
+    if r is None:
+        return ["Library (compact of a gated resnet18 on the device): not measured.", ""]
+    verdict = "**exact**" if r["exact"] else "**NOT EXACT**"
+    return [f"Library: {r['model']}, {100 * r['closed']:.0f} % of the gated maps closed, compacted "
+            f"on the device in {r['compact_s']:.2f} s. Outputs differ by {r['max_rel_diff']:.1e} of "
+            f"their scale (bound {r['exact_bound']:.0e}): {verdict}. FLOPs "
+            f"{100 * r['flops_pruned'] / r['flops_dense']:.1f} % of dense; at batch "
+            f"{r['batch_size']}, gated {r['gated_images_per_s']:.0f} images/s, compact "
+            f"{r['compact_images_per_s']:.0f} images/s ({r['speedup']:.2f}x).", ""]
+
+
 def render(fig: dict[str, Any]) -> str:
     gpu = fig["device"]
     lines = [f"# Figures measured on a GPU: {gpu}", "",
@@ -133,6 +147,7 @@ def render(fig: dict[str, Any]) -> str:
         lines += ["pytest wrote no report (see the steps).", ""]
     lines += ["2-epoch L0 MLP (table1/mlp_l0), test error on the device and on the CPU:", ""]
     lines += two_epoch_check(runs)
+    lines += library_check(benches.get("bench_library"))
 
     lines += ["## 2. MNIST speed", ""]
     rows = []
@@ -182,15 +197,21 @@ def render(fig: dict[str, Any]) -> str:
     lines += [f"Data: {fig.get('cifar_data')}. The L0 WRN with table2/wrn_c10_l0_001's settings "
               "on the 200-epoch schedule, stopped at the lease's deadline: a labelled short-budget "
               "row, never Table 2's.", ""]
+    lines += ["Beside it, the same WRN with lambda 0 and `trainer.target_flops=0.70` (training to "
+              "a budget): expected and pruned FLOPs against the target.", ""]
     rows = []
     for k, r in sorted(short.items()):
-        flops = r["expected_flops_final"] / r["flops_dense"] if r.get("flops_dense") else None
+        dense = r.get("flops_dense")
+        expected = r["expected_flops_final"] / dense if dense else None
+        pruned = r["flops_pruned"] / dense if dense and r.get("flops_pruned") is not None else None
+        met = {True: "met", False: "MISSED"}.get(r.get("constraint_met"), "-")
+        target = f"{_pct(r['target_flops'])} ({met})" if r.get("target_flops") else "none (penalty)"
         rows.append([k, r["status"], f"{r['epochs_completed']} of {r['epochs']}", r["wall_time_s"],
-                     _pct(r["test_error_final"]), _pct(flops),
+                     _pct(r["test_error_final"]), target, _pct(expected), _pct(pruned),
                      f"{'-'.join(map(str, r['architecture'] or []))} of "
                      f"{'-'.join(map(str, r['full_architecture'] or []))}"])
-    lines += _table(["run", "status", "epochs", "wall s", "test error", "expected FLOPs",
-                     "kept maps"], rows) if rows else ["did not run", ""]
+    lines += _table(["run", "status", "epochs", "wall s", "test error", "FLOPs target",
+                     "expected FLOPs", "pruned FLOPs", "kept maps"], rows) if rows else ["did not run", ""]
     return "\n".join(lines)
 
 

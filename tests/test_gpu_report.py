@@ -36,6 +36,16 @@ def write_records(root, cpu_error: float, graph_error: float) -> None:
     short.mkdir(parents=True)
     (short / "summary.json").write_text(json.dumps(run_summary("table2/wrn_c10_l0_001", 0.2,
                                                                status="running", epochs_completed=31)))
+    budget = root / "runs" / "gpu_short" / "wrn_flops70" / "seed0"
+    budget.mkdir(parents=True)
+    (budget / "summary.json").write_text(json.dumps(run_summary(
+        "table2/wrn_c10_l0_001", 0.3, status="running", epochs_completed=30, target_flops=0.7,
+        expected_flops_final=0.72 * 532400, flops_pruned=0.8 * 532400, constraint_met=False)))
+    (root / "bench_library.json").write_text(json.dumps({"results": [{
+        "model": "torchvision resnet18, every block's conv1 gated", "closed": 0.5, "compact_s": 0.4,
+        "max_rel_diff": 3e-7, "exact": True, "exact_bound": 1e-5, "flops_pruned": 40.0,
+        "flops_dense": 80.0, "batch_size": 256, "gated_images_per_s": 20000.0,
+        "compact_images_per_s": 30000.0, "speedup": 1.5}]}))
     (root / "bench_mnist_graph.json").write_text(json.dumps({"step": "cuda_graph", "results": [
         {"model": "mlp", "loop": "L0", "s_per_epoch": 0.25, "dense_s_per_epoch": 0.2,
          "overhead_pct": 25.0}]}))
@@ -60,6 +70,17 @@ def test_collect_and_render_name_the_gpu_and_judge_every_target(tmp_path):
     assert "within 5 %: MISSED" in page
     assert "31 of 200" in page and "not the paper's row" in page
     assert "ran into its deadline at 505 s" in page
+    assert "Outputs differ by 3.0e-07 of their scale (bound 1e-05): **exact**" in page
+    assert "gated 20000 images/s, compact 30000 images/s (1.50x)" in page
+    assert "| gpu_short/wrn_flops70/seed0 | running | 30 of 200 |" in page
+    assert "| 70.00 % (MISSED) | 72.00 % | 80.00 % |" in page and "| none (penalty) |" in page
+
+
+def test_a_lease_without_the_library_step_says_so(tmp_path):
+    write_records(tmp_path, 0.03, 0.03)
+    (tmp_path / "bench_library.json").unlink()
+    assert "Library (compact of a gated resnet18 on the device): not measured." in render(
+        collect(tmp_path, budget=540, elapsed=530, tiny=False))
 
 
 def test_the_page_is_written_from_the_fetched_out_dir(tmp_path):

@@ -13,7 +13,17 @@ ROWS = sorted(p.stem for p in (CONF_DIR / "experiment" / "table2s").glob("*.yaml
 def test_table2s_has_dropout_and_shared_and_per_example_l0_rows():
     assert "wrn16_c10_dropout" in ROWS and "wrn16_c10_l0_001" in ROWS
     l0 = [r for r in ROWS if "_l0_" in r]
-    assert len(l0) == 4 and all(f"{r}_pe" in ROWS for r in l0 if not r.endswith("_pe"))
+    assert len(l0) == 6 and all(f"{r}_pe" in ROWS for r in l0 if not r.endswith("_pe"))
+
+
+@pytest.mark.parametrize("pe", ["", "_pe"])
+def test_the_papers_second_lambda_differs_from_the_first_row_only_in_lambda(pe):
+    second = OmegaConf.to_container(compose_train([f"experiment=table2s/wrn16_c10_l0_002{pe}"]), resolve=True)
+    first = OmegaConf.to_container(compose_train([f"experiment=table2s/wrn16_c10_l0_001{pe}"]), resolve=True)
+    names = (second.pop("name"), first.pop("name"))
+    assert names == (f"table2s/wrn16_c10_l0_002{pe}", f"table2s/wrn16_c10_l0_001{pe}")
+    assert (second["model"].pop("lambdas"), first["model"].pop("lambdas")) == (0.002, 0.001)
+    assert second == first
 
 
 @pytest.mark.parametrize("row", ROWS)

@@ -10,6 +10,7 @@ BENCHMARKS = {
     "mnist": ("l0repro.bench.mnist", "seconds per epoch of the MNIST training loop, L0 against dense"),
     "wrn": ("l0repro.bench.wrn", "WRN training throughput, L0 against dropout (synthetic images)"),
     "compact": ("l0repro.bench.compact", "inference speed of compacted models against their gated ones"),
+    "library": ("l0repro.bench.library", "a gated resnet18 compacted on a device: exact, and images/s"),
     "threads": ("l0repro.bench.threads", "steps/s at 1 and 2 CPU threads, quiet and beside busy cores"),
     "eta": ("l0repro.bench.eta", "how long the Table 2 runs would take on this machine, from a short timing"),
 }
