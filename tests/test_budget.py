@@ -151,3 +151,16 @@ def test_summary_and_metrics_without_a_budget_say_so(tmp_path, mnist_root):
     assert isinstance(summary["git_dirty"], bool)
     assert summary["best_architecture"] == [int(x) for x in summary["architecture"]]
     assert summary["best_flops_pruned"] == summary["flops_pruned"]
+
+
+def test_the_dual_lr_probe_is_the_wrn_budget_run_on_validation_cut_at_the_first_lr_drop():
+    from omegaconf import OmegaConf
+
+    probe = OmegaConf.to_container(compose_train(["experiment=probes/wrn16_c10_flops70_dual"]), resolve=True)
+    run = OmegaConf.to_container(compose_train(["experiment=budget/wrn16_c10_flops70"]), resolve=True)
+    assert (probe.pop("name"), probe.pop("seed")) == ("probes/wrn16_c10_flops70_dual", 100)
+    run.pop("name"), run.pop("seed")
+    assert probe["data"].pop("validation") == 10000 and run["data"].pop("validation") == 0
+    steps = -(-40000 // run["trainer"]["batch_size"]) * run["scheduler"]["milestones"][0]
+    assert probe["trainer"].pop("max_steps") == steps and run["trainer"].pop("max_steps") is None
+    assert probe == run
