@@ -109,7 +109,7 @@ def test_lenet_and_dense_runs_write_their_architecture(tmp_path, mnist_root):
     summary, metrics = read_run(tmp_path / "lenet")
     assert summary["layer_names"] == ["conv1", "conv2", "fc1", "fc2"]
     assert summary["full_architecture"] == [20, 50, 800, 500]
-    assert summary["lambdas"] == [10.0, 0.5, 0.1, 7.5] and summary["flops_dense"] == 4586000
+    assert summary["lambdas"] == [20.0, 0.5, 0.1, 7.5] and summary["flops_dense"] == 4586000
     train(tmp_path / "dense", "experiment=table1/mlp_dense", "trainer.max_steps=20",
           "logger.wandb.mode=disabled")
     summary, _ = read_run(tmp_path / "dense")
