@@ -31,6 +31,9 @@ PAGES = {
 # pages written by other commands (benchmarks, the GPU lease) that the README links when present
 LINKED = {
     "gpu.md": "figures measured on a GPU (the device named in each), by scripts/gpu_lease.sh",
+    "budget_probes.md": ("the WRN budget runs' multiplier step (`trainer.dual_lr`), chosen on the "
+                         "validation split by two probes (hand-written from their records in "
+                         "`probes/`)"),
 }
 
 
