@@ -15,10 +15,11 @@
 #     within 1e-5 of their scale, images/s gated against compact (bench library).
 #   4 (by budget - 35 s) CIFAR-10, side by side: the L0 WRN-16-8 with table2/wrn_c10_l0_001's
 #     settings on the 200-epoch schedule, and the same WRN with lambda 0 and
-#     trainer.target_flops=0.70 (training to a budget), until the deadline, on a LABELLED SUBSET: 10,000 training images (the
-#     first 2,000 of each official batch) and the full 10,000-image test set. The whole set does
-#     not fit into one call (64 MiB with the tree), so this is a short-budget row, never the
-#     paper's: the penalty's N is 10,000 and the run stops at the deadline.
+#     trainer.target_flops=0.70 (training to a budget), until the deadline, on a LABELLED
+#     SUBSET: 10,000 training images (the first 2,000 of each official batch) and the full
+#     10,000-image test set. The whole set does not fit into one call (64 MiB with the tree), so
+#     these are short-budget rows, never the paper's: the penalty's N is 10,000 and the runs stop
+#     at the deadline.
 # $OUT (default ./gpu_out) gets at most 5 files: lease.log, env.txt, figures.json (every figure,
 # with the GPU's name; `python -m l0repro.gpu_report DIR` turns it into results/gpu.md),
 # records.tar.gz (run records, bench JSONs, pytest's junit XML), weights.tar.gz (the Table 1

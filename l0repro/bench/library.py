@@ -9,8 +9,9 @@ might have them (so closed maps feed non-zero constants). The model goes to ``--
 - the largest difference between the gated model's and the compact model's eval outputs on a
   random batch, relative to the output scale (the promise: at most 1e-5); exit code 1 if not;
 - pruned against dense FLOPs (``pruned_flops`` / ``dense_flops``) and kept/dense parameters;
-- images/s of both models at ``--batch-size`` (median of ``--repeats`` interleaved repeats,
-  each ended by a device synchronisation) and their ratio.
+- images/s of both models at ``--batch-size`` and the median paired speedup, timed as
+  ``bench compact`` times them (``time_pair``: interleaved repeats), with the clock read after a
+  device synchronisation.
 
     python -m l0repro.bench library [--device cuda] [--closed 0.5] [--batch-size 256]
         [--image-size 32] [--repeats 20] [--seed 0] [--json FILE]
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from l0repro.bench.compact import choose, randomize_batchnorm_, set_gates_
+from l0repro.bench.compact import Clock, choose, randomize_batchnorm_, set_gates_, time_pair
 from l0repro.l0 import L0Conv2d, compact, dense_flops, param_counts, pruned_flops
+from l0repro.l0.compact import RELATIVE_TOLERANCE as EXACT  # compact's own promise
 from l0repro.l0.layers import L0Layer, gated_layers
 
-EXACT = 1e-5  # compact's promise: outputs within 1e-5 of the output scale
+MIN_S = 0.05  # each timed repeat runs a model at least this long (several calls if need be)
 
 
 def gated_resnet18(closed: float, seed: int) -> nn.Module:
@@ -56,25 +57,17 @@ def gated_resnet18(closed: float, seed: int) -> nn.Module:
     return model.eval()
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
+def device_clock(device: torch.device) -> Clock:
+    """``time.perf_counter`` read once the device's queued work is done (CUDA runs ahead of the
+    host, so an unsynchronised clock would time the launches only)."""
+    if device.type != "cuda":
+        return time.perf_counter
+
+    def clock() -> float:
         torch.cuda.synchronize(device)
+        return time.perf_counter()
 
-
-def images_per_s(models: dict[str, nn.Module], x: torch.Tensor, repeats: int) -> dict[str, float]:
-    """Median images/s of each model on ``x``, repeats interleaved (warm-up calls first)."""
-    seconds: dict[str, list[float]] = {k: [] for k in models}
-    with torch.inference_mode():
-        for m in models.values():
-            m(x), m(x)
-        _sync(x.device)
-        for _ in range(repeats):
-            for name, m in models.items():
-                t0 = time.perf_counter()
-                m(x)
-                _sync(x.device)
-                seconds[name].append(time.perf_counter() - t0)
-    return {k: len(x) / statistics.median(v) for k, v in seconds.items()}
+    return clock
 
 
 def measure(device: str, closed: float, batch_size: int, image_size: int, repeats: int,
@@ -92,7 +85,7 @@ def measure(device: str, closed: float, batch_size: int, image_size: int, repeat
     scale = float(want.abs().max())
     rel = float((want - got).abs().max()) / scale
     kept, dense = param_counts(model, one)
-    speed = images_per_s({"gated": model, "compact": small}, x, repeats)
+    speed = time_pair(model, small, x, repeats, MIN_S, device_clock(dev))
     return {
         "model": "torchvision resnet18, every block's conv1 gated", "device": device,
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
@@ -102,8 +95,8 @@ def measure(device: str, closed: float, batch_size: int, image_size: int, repeat
         "gated_layers_left": sum(isinstance(m, L0Layer) for m in small.modules()),
         "flops_pruned": pruned_flops(model, one), "flops_dense": dense_flops(model, one),
         "params_kept": kept, "params_dense": dense,
-        "gated_images_per_s": speed["gated"], "compact_images_per_s": speed["compact"],
-        "speedup": speed["compact"] / speed["gated"],
+        "gated_images_per_s": batch_size / speed["gated_s"],
+        "compact_images_per_s": batch_size / speed["compact_s"], "speedup": speed["speedup"],
     }
 
 
