@@ -7,8 +7,8 @@ import pytest
 
 from l0repro.record import write_metrics, write_summary
 from l0repro.report.build import make_report
-from l0repro.report.paper import load_paper
-from l0repro.report.selection import distance
+from l0repro.report.paper import Selection, load_paper
+from l0repro.report.selection import distance, revised_by
 
 try:
     import report_fixtures as fx
@@ -324,3 +324,15 @@ def test_a_table2s_row_reads_the_same_with_one_seed_and_with_three(tmp_path):
         assert "Outside evidence, not our runs (Gallego-Posada et al. 2022" in md
         assert "not the paper's lambda = 0.001/N" in md
         assert (tmp_path / f"out{n}" / "figures" / "fig4_wrn_cpu.png").exists()
+
+
+def test_a_choice_a_later_sweep_moved_is_named_not_flagged():
+    fc2 = Selection("sweeps/a_fc2", "table1/row", 0.2)
+    conv1 = Selection("sweeps/a_conv1", "table1/row", 0.2)
+    other = Selection("sweeps/b", "table1/other", 0.2)
+    choices = {"sweeps/a_fc2": "10, 7.5", "sweeps/a_conv1": "20, 7.5", "sweeps/b": "20, 7.5"}
+    later = [(conv1, pd.DataFrame()), (other, pd.DataFrame())]
+    assert revised_by(fc2, later, choices, ["20, 7.5"]) == "sweeps/a_conv1"
+    assert revised_by(fc2, later, choices, ["30, 7.5"]) == ""  # the row follows no sweep
+    assert revised_by(fc2, [(other, pd.DataFrame())], choices, ["20, 7.5"]) == ""  # other row
+    assert revised_by(fc2, later, choices, ["20, 7.5", "10, 7.5"]) == ""  # mixed seeds flagged

@@ -91,6 +91,13 @@ def row_lambdas(sel: Selection, groups: dict[tuple, list[Run]]) -> list[str]:
     return sorted({_lambdas(k[4]) for k in groups if k[0] == sel.row})
 
 
+def revised_by(sel: Selection, later: list[tuple[Selection, pd.DataFrame]],
+               choices: dict[str, str], used: list[str]) -> str:
+    """The last later sweep for the same row whose choice the row trains with, or ``""``."""
+    found = [s.sweep for s, _ in later if s.row == sel.row and [choices.get(s.sweep)] == used]
+    return found[-1] if found else ""
+
+
 def splits(runs: list[Run]) -> list[str]:
     """The validation splits the runs used, as text: held out, of how many, seed, checksum."""
     seen = {(v["n"], v["n_train_full"], v["seed"], v["indices_sha256"][:12])
@@ -106,7 +113,8 @@ def _markdown(frames: list[tuple[Selection, pd.DataFrame]], paper: Paper,
            "Each point trains on the training images left after the split and is judged on the "
            "held-out ones; the test set is never evaluated. Splits: " + ("; ".join(used) or "-")
            + ". Published under `runs/sweeps/`, never averaged into a table row.", ""]
-    for sel, df in frames:
+    choices = {sel.sweep: df[df["chosen"]].iloc[0]["lambdas"] for sel, df in frames if len(df)}
+    for i, (sel, df) in enumerate(frames):
         paper_arch = paper.table_row(sel.row)[1].architecture.value
         out += [f"## `{sel.sweep}` -> `{sel.row}`", "", f"Rule: {rule_text(sel, paper_arch)}.", ""]
         out += [f"History: {h}" for h in sel.history] + ([""] if sel.history else [])
@@ -148,6 +156,10 @@ def _markdown(frames: list[tuple[Selection, pd.DataFrame]], paper: Paper,
             out.append(f"The rule chooses ({chosen}); the row has no complete run yet.")
         elif used == [chosen]:
             out.append(f"The rule chooses ({chosen}); the row `{sel.row}` trains with it.")
+        elif (later := revised_by(sel, frames[i + 1:], choices, used)):
+            out.append(f"The rule chooses ({chosen}); the later sweep `{later}` for the same row "
+                       f"started from this choice and moved it to ({choices[later]}), which the "
+                       f"row `{sel.row}` trains with.")
         else:
             out.append(f"The rule chooses ({chosen}), but the row `{sel.row}` was trained with "
                        f"{', '.join(f'({u})' for u in used)}.")
