@@ -93,7 +93,7 @@ def out(tmp_path_factory):
     fx.make_run(runs, "table1/mlp_l0/seed0",
                 fx.summary_for("table1/mlp_l0", 0, error_final=0.014, architecture=[220, 214, 100]))
     # budget/lenet5_l0_flops: one run still training (left out), none complete
-    budget_run(runs, "budget/lenet5_l0_flops", 0, [0.5] * 4, target=0.22, expected=0.5,
+    budget_run(runs, "budget/lenet5_l0_flops", 0, [0.5] * 4, target=0.114, expected=0.5,
                pruned=0.5, error=0.5, model="lenet5", status="running", finished_at=None)
     report = make_report(runs, root / "out")
     return {"out": root / "out", "report": report}
@@ -204,7 +204,7 @@ def test_the_lenet_route_counts_a_borrowed_sweep_point_once(tmp_path):
         fx.make_run(runs, f"table1/lenet5_l0_sep/seed{seed}",
                     fx.summary_for("table1/lenet5_l0_sep", seed, model="lenet5", epochs=200,
                                    lambdas=[10, 0.5, 0.1, 7.5], error_final=err,
-                                   architecture=arch, flops_frac=0.22))
+                                   architecture=arch, flops_frac=0.114))
     for lams in ([10, 0.5, 0.1, 5], [10, 0.5, 0.1, 7.5], [10, 0.5, 0.1, 10]):
         s, rows = fx.selection_summary("sweeps/lenet5_l0_sep", lams, 0.01, [10, 20, 60, 20])
         fx.make_selection_run(runs, f"sweeps/lenet5_l0_sep/lam_{lams[3]}/seed100", s, rows)
