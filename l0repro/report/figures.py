@@ -99,7 +99,7 @@ def _layout(fig) -> None:
 
 def _legend_below(ax, ncol: int = 1) -> None:
     """The axes' legend under them (below the x label), off the data."""
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.24), ncol=ncol,
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.30), ncol=ncol,
               frameon=False)
 
 
