@@ -522,24 +522,31 @@ def _constraint_panels(ax_g, ax_m, keys: list[tuple], apart: dict[tuple, list[Ru
         ax.set_xlabel("epoch")
 
 
-def _marker(i: int) -> str:
-    """Series i's marker: the 11th series shares the first's colour, so not its marker."""
-    return figs.MARKERS[(i + i // 10) % len(figs.MARKERS)]
+# a budget run's point: a filled circle in its curves' colour; no λ-penalised row uses a circle
+BUDGET_MARKER = "o"
+ROW_MARKERS = tuple(m for m in figs.MARKERS if m != BUDGET_MARKER)
+
+
+def _row_marker(i: int) -> str:
+    """Row series i's marker: the 11th series shares the first's colour, so not its marker."""
+    return ROW_MARKERS[(i + i // 10) % len(ROW_MARKERS)]
 
 
 def _error_panel(ax, keys: list[tuple], rows: list[tuple], apart: dict[tuple, list[Run]],
                  table_groups: dict[tuple, list[Run]], paper: Paper,
                  colors: dict[tuple, int]) -> None:
-    """Final test error against pruned FLOPs: each budget run filled (its target dotted), each
-    seed of the λ-penalised rows hollow."""
+    """Final test error against pruned FLOPs: each budget run a filled circle in its curves'
+    colour (its target dotted), each seed of the λ-penalised rows a hollow marker (never a
+    circle), so that a point's kind reads from its shape."""
     xs = []
     for key in keys:
         checks = [check_run(r, paper.budget.get(key[0]).target_flops,
                             paper.budget.reach_tolerance) for r in apart[key]]
         i = colors[key]
         xs += [c.pruned * 100 for c in checks]
-        ax.scatter([c.pruned * 100 for c in checks], [c.error_final for c in checks], s=30,
-                   color=f"C{i % 10}", marker=_marker(i), zorder=3,
+        ax.scatter([c.pruned * 100 for c in checks], [c.error_final for c in checks], s=40,
+                   color=f"C{i % 10}", marker=BUDGET_MARKER, edgecolors="black",
+                   linewidths=0.6, zorder=3,
                    label=_budget_label(key, apart[key], paper))
         ax.axvline(checks[0].target * 100, color=f"C{i % 10}", lw=0.8, ls=":")
     for key in rows:
@@ -549,7 +556,7 @@ def _error_panel(ax, keys: list[tuple], rows: list[tuple], apart: dict[tuple, li
              if isinstance(v.get("flops_pruned"), (int, float)) else math.nan for v in s]
         xs += x
         ax.scatter(x, [v["test_error_final"] * 100 for v in s], s=30, facecolors="none",
-                   edgecolors=f"C{i % 10}", marker=_marker(i),
+                   edgecolors=f"C{i % 10}", marker=_row_marker(i),
                    label=figs._label(key, table_groups, paper, network=True))
     xs = [x for x in xs if not math.isnan(x)]
     if xs and max(xs) / max(min(xs), 1e-9) >= 3:
@@ -590,8 +597,9 @@ def draw(paper: Paper, apart: dict[tuple, list[Run]], table_groups: dict[tuple, 
         ax_g.set_title(f"{name}: constraint value relative to the target\n(line style: seed)",
                        fontsize=8)
         ax_m.set_title(f"{name}: Lagrange multiplier", fontsize=8)
-        ax_err.set_title(f"{name}: budget runs (filled; dotted: target) beside the\n"
-                         "λ-penalised rows (hollow), each seed", fontsize=8)
+        ax_err.set_title(f"{name}: budget runs (filled circles in their curve's colour;\n"
+                         "dotted: target) beside the λ-penalised rows (hollow), each seed",
+                         fontsize=8)
     figs._title(fig, "No paper figure (the paper trains to no budget): training to a FLOPs "
                      "target with λ = 0", keys, apart, paper)
     figs._layout(fig)
