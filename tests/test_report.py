@@ -467,3 +467,15 @@ def test_figure_legends_use_the_papers_row_names_and_titles_name_the_setting():
     assert _setting(keys[2:], runs, paper) == \
         "WRN-16-1 on CIFAR-10, 20 epochs; CPU companion (not the paper's setting)"
     assert _setting(keys[:2], runs, paper) == "MLP, LeNet-5 on MNIST, 200 epochs; CPU"
+
+
+def test_every_cpu_scale_table2_experiment_has_its_own_row_name():
+    """A table2s/ experiment without a name in paper.yaml `own` falls back to "L0, lambda = c/N",
+    which the shared and per-example rows share: the tables and figure legends would merge them."""
+    own = load_paper().own
+    conf = Path(__file__).resolve().parents[1] / "conf" / "experiment" / "table2s"
+    experiments = sorted(f"table2s/{p.stem}" for p in conf.glob("*.yaml"))
+    assert len(experiments) >= 7
+    assert [e for e in experiments if e not in own] == []
+    names = [own[e] for e in experiments]
+    assert len(set(names)) == len(names)
