@@ -291,3 +291,18 @@ def test_every_configured_budget_experiment_is_declared_with_its_target():
         assert paper.table_row(b.compare_with) or b.compare_with in paper.own
         assert b.baseline is None or b.baseline in paper.own
         assert paper.set_apart(b.experiment)
+
+
+@pytest.mark.parametrize("n_budget,n_rows", [(6, 11), (2, 4), (10, 12), (12, 3)])
+def test_no_two_series_of_the_figure_share_a_colour_and_marker(n_budget, n_rows):
+    """Every budget run and λ row reads apart in the figure, and no λ row wears a budget run's
+    colour (the error panel says a budget run's circle is in its curve's colour)."""
+    budget_keys = [(f"budget/b{i}",) for i in range(n_budget)]
+    row_keys = [(f"table/r{j}",) for j in range(n_rows)]
+    styles = budget.series_styles(budget_keys, row_keys)
+    assert len(set(styles.values())) == n_budget + n_rows
+    budget_colours = {styles[k][0] for k in budget_keys}
+    assert all(styles[k][1] == budget.BUDGET_MARKER for k in budget_keys)
+    assert all(styles[k][1] != budget.BUDGET_MARKER for k in row_keys)
+    if n_budget <= 10:
+        assert not budget_colours & {styles[k][0] for k in row_keys}

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import matplotlib
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
 
 from l0repro.record import atomic_write_text
@@ -490,7 +492,7 @@ def _target(run: Run, paper: Paper) -> float:
 
 
 def _constraint_panels(ax_g, ax_m, keys: list[tuple], apart: dict[tuple, list[Run]],
-                       paper: Paper, colors: dict[tuple, int]) -> None:
+                       paper: Paper, styles: dict[tuple, tuple[str, str]]) -> None:
     """g / target (log) and the multiplier over epochs, one line per run (style: seed)."""
     tol, reach = paper.budget.tolerance, paper.budget.reach_tolerance
     ax_g.axhspan(1 - tol, 1 + tol, color="0.85", lw=0, label=f"target ± {tol * 100:g} %")
@@ -498,12 +500,12 @@ def _constraint_panels(ax_g, ax_m, keys: list[tuple], apart: dict[tuple, list[Ru
     for y in (1 - reach, 1 + reach):
         ax_g.axhline(y, color="k", lw=0.8, ls="--")
     ax_g.plot([], [], color="k", lw=0.8, ls="--", label=f"target ± {reach * 100:g} %")
-    styles = ("-", "--", ":", "-.")
+    dashes = ("-", "--", ":", "-.")
     for key in keys:
         label = _budget_label(key, apart[key], paper)
         for j, run in enumerate(apart[key]):
             g = constraint_curve(run)
-            style = {"color": f"C{colors[key]}", "lw": 1, "ls": styles[j % len(styles)]}
+            style = {"color": styles[key][0], "lw": 1, "ls": dashes[j % len(dashes)]}
             ax_g.plot(g.index, g.to_numpy() / _target(run, paper), **style,
                       label=label if j == 0 else None)
             if "constraint/multiplier" in run.metrics.columns:
@@ -527,14 +529,27 @@ BUDGET_MARKER = "o"
 ROW_MARKERS = tuple(m for m in figs.MARKERS if m != BUDGET_MARKER)
 
 
-def _row_marker(i: int) -> str:
-    """Row series i's marker: the 11th series shares the first's colour, so not its marker."""
-    return ROW_MARKERS[(i + i // 10) % len(ROW_MARKERS)]
+def _budget_colour(i: int) -> str:
+    """Ci for the first ten budget runs, then tab20's light shades of those (20 in all)."""
+    return f"C{i}" if i < 10 else to_hex(colormaps["tab20"]((2 * (i - 10) + 1) % 20))
+
+
+def series_styles(budget_keys: list[tuple], row_keys: list[tuple]) -> dict[tuple, tuple[str, str]]:
+    """(colour, marker) of every series in the figure, each pair different: budget run i gets
+    colour Ci and the circle; the λ-penalised rows take the colour cycle's remaining colours
+    (grey shades when the budget runs use them all; the 11th to 20th budget runs take tab20's
+    light shades), never a budget run's colour, and a marker
+    that changes each time their colours come round again."""
+    styles = {k: (_budget_colour(i), BUDGET_MARKER) for i, k in enumerate(budget_keys)}
+    free = [f"C{c}" for c in range(len(budget_keys), 10)] or ["0.25", "0.55"]
+    for j, key in enumerate(row_keys):
+        styles[key] = (free[j % len(free)], ROW_MARKERS[(j // len(free)) % len(ROW_MARKERS)])
+    return styles
 
 
 def _error_panel(ax, keys: list[tuple], rows: list[tuple], apart: dict[tuple, list[Run]],
                  table_groups: dict[tuple, list[Run]], paper: Paper,
-                 colors: dict[tuple, int]) -> None:
+                 styles: dict[tuple, tuple[str, str]]) -> None:
     """Final test error against pruned FLOPs: each budget run a filled circle in its curves'
     colour (its target dotted), each seed of the λ-penalised rows a hollow marker (never a
     circle), so that a point's kind reads from its shape."""
@@ -542,21 +557,21 @@ def _error_panel(ax, keys: list[tuple], rows: list[tuple], apart: dict[tuple, li
     for key in keys:
         checks = [check_run(r, paper.budget.get(key[0]).target_flops,
                             paper.budget.reach_tolerance) for r in apart[key]]
-        i = colors[key]
+        color, marker = styles[key]
         xs += [c.pruned * 100 for c in checks]
         ax.scatter([c.pruned * 100 for c in checks], [c.error_final for c in checks], s=40,
-                   color=f"C{i % 10}", marker=BUDGET_MARKER, edgecolors="black",
+                   color=color, marker=marker, edgecolors="black",
                    linewidths=0.6, zorder=3,
                    label=_budget_label(key, apart[key], paper))
-        ax.axvline(checks[0].target * 100, color=f"C{i % 10}", lw=0.8, ls=":")
+        ax.axvline(checks[0].target * 100, color=color, lw=0.8, ls=":")
     for key in rows:
-        i = colors[key]
+        color, marker = styles[key]
         s = [r.summary for r in table_groups[key]]
         x = [v["flops_pruned"] / v["flops_dense"] * 100
              if isinstance(v.get("flops_pruned"), (int, float)) else math.nan for v in s]
         xs += x
         ax.scatter(x, [v["test_error_final"] * 100 for v in s], s=30, facecolors="none",
-                   edgecolors=f"C{i % 10}", marker=_row_marker(i),
+                   edgecolors=color, marker=marker,
                    label=figs._label(key, table_groups, paper, network=True))
     xs = [x for x in xs if not math.isnan(x)]
     if xs and max(xs) / max(min(xs), 1e-9) >= 3:
@@ -586,19 +601,19 @@ def draw(paper: Paper, apart: dict[tuple, list[Run]], table_groups: dict[tuple, 
             (k[3] == "l0" and k[1] in {m[1] for m in mine}) or k[0] in named)),
             key=lambda k: figs._model_order(paper, k))
     # one colour and marker per series across the whole figure
-    colors = {k: i for i, k in enumerate(keys + [k for d in datasets for k in rows[d]])}
+    styles = series_styles(keys, [k for d in datasets for k in rows[d]])
     fig = Figure(figsize=(14, 3.9 * len(datasets)))
     axes = fig.subplots(len(datasets), 3, squeeze=False)
     for (ax_g, ax_m, ax_err), dataset in zip(axes, datasets, strict=True):
         mine = [k for k in keys if k[2] == dataset]
         name = figs.DATASETS.get(dataset, dataset)
-        _constraint_panels(ax_g, ax_m, mine, apart, paper, colors)
-        _error_panel(ax_err, mine, rows[dataset], apart, table_groups, paper, colors)
+        _constraint_panels(ax_g, ax_m, mine, apart, paper, styles)
+        _error_panel(ax_err, mine, rows[dataset], apart, table_groups, paper, styles)
         ax_g.set_title(f"{name}: constraint value relative to the target\n(line style: seed)",
                        fontsize=8)
         ax_m.set_title(f"{name}: Lagrange multiplier", fontsize=8)
         ax_err.set_title(f"{name}: budget runs (filled circles in their curve's colour;\n"
-                         "dotted: target) beside the λ-penalised rows (hollow), each seed",
+                         "dotted: target) beside the λ-penalised rows (hollow, other colours)",
                          fontsize=8)
     figs._title(fig, "No paper figure (the paper trains to no budget): training to a FLOPs "
                      "target with λ = 0", keys, apart, paper)
