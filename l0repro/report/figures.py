@@ -244,7 +244,8 @@ def fig_wrn(groups: Groups, paper: Paper, out_dir: Path, prefix: str = "table2/"
             ax.set_ylabel(ylabel)
             ax.set_title(f"{data_name}: {ylabel}")
     what = "Paper Fig. 4" if prefix == "table2/" else "Paper Fig. 4's panels for these runs"
-    _title(fig, f"{what}: expected FLOPs, test error and training loss, L0 against dropout",
+    _title(fig, f"{what}: expected FLOPs, test error and training loss, L0 against dropout"
+           " (mean over seeds, band min-max)",
            keys, groups, paper)
     _layout(fig)
     _figure_legend(fig, axes.flat)
