@@ -295,7 +295,7 @@ def fig_gate_grads_cpu(groups: Groups, paper: Paper, out_dir: Path) -> list[Path
     for ax in shown:  # one scale, so shared and per-example panels compare at a glance
         ax.set_ylim(low, high)
     _title(fig, "No paper figure (docs/paper.md 3b): the gates' gradient from the data and from "
-                "the penalty", keys, groups, paper)
+                "the penalty (one line per seed)", keys, groups, paper)
     _layout(fig)
     _figure_legend(fig, shown)
     return _save(fig, out_dir, "gate_grads_wrn_cpu")
