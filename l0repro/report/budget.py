@@ -535,11 +535,10 @@ def _budget_colour(i: int) -> str:
 
 
 def series_styles(budget_keys: list[tuple], row_keys: list[tuple]) -> dict[tuple, tuple[str, str]]:
-    """(colour, marker) of every series in the figure, each pair different: budget run i gets
-    colour Ci and the circle; the λ-penalised rows take the colour cycle's remaining colours
-    (grey shades when the budget runs use them all; the 11th to 20th budget runs take tab20's
-    light shades), never a budget run's colour, and a marker
-    that changes each time their colours come round again."""
+    """(colour, marker) of every series in the figure, each pair different. Budget run i gets
+    the circle and colour Ci (the 11th to 20th tab20's light shades). The λ-penalised rows take
+    the colour cycle's colours no budget run uses (grey shades when none is left) and a marker
+    that changes each time those colours come round again."""
     styles = {k: (_budget_colour(i), BUDGET_MARKER) for i, k in enumerate(budget_keys)}
     free = [f"C{c}" for c in range(len(budget_keys), 10)] or ["0.25", "0.55"]
     for j, key in enumerate(row_keys):
